@@ -1,0 +1,1 @@
+"""Datasets: the manifest every stage reads, the adapters that write it, demo data."""

@@ -1,0 +1,49 @@
+"""Dataset adapters: each reads one kind of dataset into manifest samples.
+
+An adapter is a function `read(config: DataConfig, workdir: Path) -> AdapterOutput`.
+It lists what the source names and reports what it could not parse; it does not
+open audio or images (the checks in `xmd_cli.data.checks` do, for every adapter
+alike). Adapters load lazily, so `xmd --help` imports none of them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from xmd_cli.data.manifest import Sample, Trial
+
+# name -> "module:function"
+ADAPTERS = {
+    "voxceleb": "xmd_cli.data.adapters.voxceleb:read",
+    "kaldi": "xmd_cli.data.adapters.kaldi:read",
+    "imagefolder": "xmd_cli.data.adapters.imagefolder:read",
+    "table": "xmd_cli.data.adapters.table:read",
+    "synthetic-persons": "xmd_cli.data.synthetic.persons:read",
+    "synthetic-captions": "xmd_cli.data.synthetic.captions:read",
+}
+
+
+@dataclass
+class Problem:
+    """Something wrong with one sample or one source line, for prepare-report.json."""
+
+    kind: str  # missing-file, duplicate-id, empty-class, unreadable-audio, unreadable-image, bad-line, ...
+    where: str  # the sample id, or file:line of the source
+    detail: str  # what is wrong and, where it helps, what to do
+    sample_id: str | None = None  # set when the problem disqualifies that sample
+
+
+@dataclass
+class AdapterOutput:
+    samples: list[Sample]
+    root: Path  # manifest paths are relative to this
+    trials: dict[str, list[Trial]] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+
+
+def get_adapter(name: str) -> Callable:
+    module_name, function = ADAPTERS[name].split(":")
+    return getattr(importlib.import_module(module_name), function)
