@@ -21,7 +21,9 @@ if [ ! -f "$venv/.complete" ]; then
 fi
 # The package itself: an editable install of *this* checkout (about 2 s), so the
 # `xmd` command always runs the code next to it.
-if ! "$venv/bin/python" -c "import xmd_cli, sys; sys.exit(0 if xmd_cli.__file__.startswith('$root/') else 1)" 2>/dev/null; then
-  "$venv/bin/pip" install --quiet --no-deps --no-build-isolation -e "$root" >&2
+if [ ! -x "$venv/bin/xmd" ] || ! "$venv/bin/python" -I -c "import xmd_cli, sys; sys.exit(0 if xmd_cli.__file__.startswith('$root/') else 1)" 2>/dev/null; then
+  # Its build chatter goes to a log; shown only when the install fails.
+  "$venv/bin/pip" install --quiet --no-deps --no-build-isolation -e "$root" >"$cache/editable.log" 2>&1 \
+    || { cat "$cache/editable.log" >&2; exit 1; }
 fi
 echo "$venv"

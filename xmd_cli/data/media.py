@@ -1,0 +1,223 @@
+"""Reading audio and images, and saying in words why a file cannot be read.
+
+Every stage reads media through `read_audio` and `load_image`; `prepare` asks
+`audio_issue` / `image_issue` about every file first. The checks read headers
+only (`soundfile.info`, `PIL.Image.verify`), so checking a million files costs
+seconds to minutes, not hours; a file whose header is sound but whose body is
+damaged is caught when a later stage decodes it.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from xmd_cli.errors import XmdError
+
+# Containers libsndfile cannot open (it reads wav, flac, ogg/opus, mp3, aiff, au, sphere).
+# VoxCeleb2 ships .m4a (AAC in an MP4 container).
+UNSUPPORTED_AUDIO = {".m4a", ".aac", ".mp4", ".m4v", ".mov", ".webm", ".mkv", ".wma", ".3gp", ".amr"}
+AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au",
+                    ".sph", ".nist"} | UNSUPPORTED_AUDIO
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+
+# Kaldi's extract-segments tolerates a segment end this far past the recording's end
+# (--max-overshoot=0.5) and cuts it at the end; xmd does the same.
+SEGMENT_OVERSHOOT = 0.5
+
+
+@dataclass(frozen=True)
+class MediaIssue:
+    """Why a file cannot be used: `kind` for counting, `reason` for the user."""
+
+    kind: str  # missing-file, unsupported-audio, unreadable-audio, bad-segment, unreadable-image
+    reason: str
+
+
+def conversion_advice(path: Path | str) -> str:
+    suffix = Path(path).suffix.lower() or ".m4a"
+    return (f"soundfile (libsndfile) cannot read {suffix} audio; convert it to wav, e.g. "
+            f"`ffmpeg -i in{suffix} -ac 1 -ar 16000 out.wav`. VoxCeleb2 ships .m4a: convert the whole "
+            f"tree once, e.g. `find ROOT -name '*{suffix}' -exec sh -c 'ffmpeg -loglevel error -i \"$1\" "
+            f"-ac 1 -ar 16000 \"${{1%{suffix}}}.wav\"' _ {{}} \\;`, then rerun prepare "
+            f"(a .wav next to the {suffix} is preferred)")
+
+
+def _looks_like_mp4(path: Path) -> bool:
+    # An MP4/M4A file carries 'ftyp' at byte 4, whatever its name says.
+    try:
+        with open(path, "rb") as f:
+            return f.read(12)[4:8] == b"ftyp"
+    except OSError:
+        return False
+
+
+def _file_issue(path: Path, what: str) -> MediaIssue | None:
+    """Missing, not a file, or empty: the same for audio and images."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return MediaIssue("missing-file", f"{what} file not found: {path}")
+    except OSError as e:
+        return MediaIssue("missing-file", f"{what} file cannot be opened: {path} ({e.strerror})")
+    if not path.is_file():
+        return MediaIssue("missing-file", f"{what} path is not a file: {path}")
+    if size == 0:
+        return MediaIssue(f"unreadable-{what}", f"zero-length file (0 bytes): {path}; "
+                          "it was never written completely: re-export or re-download it")
+    return None
+
+
+def audio_header(path: Path | str) -> tuple[sf._SoundFileInfo | None, MediaIssue | None]:
+    """(header, None) for a readable audio file, else (None, why not). Opens the header only."""
+    path = Path(path)
+    issue = _file_issue(path, "audio")
+    if issue:
+        return None, issue
+    try:
+        info = sf.info(str(path))
+    except (sf.SoundFileError, RuntimeError, OSError) as e:
+        if path.suffix.lower() in UNSUPPORTED_AUDIO or _looks_like_mp4(path):
+            return None, MediaIssue("unsupported-audio", f"{path}: {conversion_advice(path)}")
+        detail = str(e).split(": ", 1)[-1] if ": " in str(e) else str(e)
+        return None, MediaIssue("unreadable-audio", f"{path}: not readable as audio ({detail}): the file is "
+                                "corrupt or not in a format libsndfile reads (wav, flac, ogg, mp3); "
+                                "re-export it as wav")
+    if info.frames <= 0 or info.samplerate <= 0:
+        return None, MediaIssue("unreadable-audio", f"{path}: holds no audio frames (a header only); "
+                                "re-export or remove it")
+    return info, None
+
+
+def segment_issue(path: Path | str, segment: tuple[float, float], duration: float) -> MediaIssue | None:
+    """Whether [start, end] seconds lies within a recording of `duration` seconds."""
+    start, end = segment
+    if not (0 <= start < end):
+        return MediaIssue("bad-segment", f"{path}: segment [{start}, {end}] must satisfy 0 <= start < end")
+    if start >= duration or end > duration + SEGMENT_OVERSHOOT:
+        return MediaIssue("bad-segment", f"{path}: segment [{start}, {end}] s lies beyond the end of the "
+                          f"recording ({duration:.3f} s); fix the segments file")
+    return None
+
+
+def audio_issue(path: Path | str, segment: tuple[float, float] | None = None) -> MediaIssue | None:
+    info, issue = audio_header(path)
+    if issue or segment is None:
+        return issue
+    return segment_issue(path, segment, info.frames / info.samplerate)
+
+
+def audio_problem(path: Path | str, segment: tuple[float, float] | None = None) -> str | None:
+    """Why `path` (and `segment` within it) cannot be read as audio, or None when it can."""
+    issue = audio_issue(path, segment)
+    return issue.reason if issue else None
+
+
+def read_audio(path: Path | str, *, segment: tuple[float, float] | None = None,
+               target_rate: int | None = None) -> tuple[np.ndarray, int]:
+    """Mono float32 samples of `path` (or of `segment`, in seconds) and their sample rate.
+
+    Channels are averaged. With `target_rate`, the audio is resampled (torchaudio's
+    band-limited sinc resampler). Unreadable input raises `XmdError` with the reason.
+    """
+    try:
+        handle = sf.SoundFile(str(path))
+    except (sf.SoundFileError, RuntimeError, OSError):
+        # Ask the checks for the reason in words (missing, empty, m4a, corrupt).
+        issue = audio_issue(path)
+        raise XmdError(issue.reason if issue else f"{path}: cannot open audio") from None
+    with handle:
+        rate, frames = handle.samplerate, handle.frames
+        if frames <= 0:
+            raise XmdError(f"{path}: holds no audio frames (a header only); re-export or remove it")
+        start, stop = 0, frames
+        if segment is not None:
+            issue = segment_issue(path, segment, frames / rate)
+            if issue:
+                raise XmdError(issue.reason)
+            start = int(round(segment[0] * rate))
+            stop = min(int(round(segment[1] * rate)), frames)
+        try:
+            handle.seek(start)
+            data = handle.read(stop - start, dtype="float32", always_2d=True)
+        except (sf.SoundFileError, RuntimeError, OSError) as e:
+            raise XmdError(f"{path}: cannot decode audio ({e}); the file is damaged: re-export it") from None
+    samples = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    if samples.size == 0:
+        raise XmdError(f"{path}: no audio samples in {segment or 'the file'}")
+    if target_rate and target_rate != rate:
+        import torch  # lazily: importing torch takes seconds
+        import torchaudio.functional as F
+
+        samples = F.resample(torch.from_numpy(np.ascontiguousarray(samples)), rate, int(target_rate)).numpy()
+        rate = int(target_rate)
+    return np.ascontiguousarray(samples, dtype=np.float32), rate
+
+
+def _looks_like_text(path: Path) -> str | None:
+    """The first line of a file that is text rather than binary, for the error message."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(256)
+    except OSError:
+        return None
+    try:
+        # Incremental decoding: the 256-byte cut may split a multi-byte character.
+        text = codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError:
+        return None
+    if all(c.isprintable() or c in "\r\n\t" for c in text):
+        return text.strip().splitlines()[0][:60] if text.strip() else ""
+    return None
+
+
+def image_issue(path: Path | str) -> MediaIssue | None:
+    """Why `path` cannot be read as an image, or None. Reads the header and verifies the structure."""
+    from PIL import Image
+
+    path = Path(path)
+    issue = _file_issue(path, "image")
+    if issue:
+        return issue
+    try:
+        with Image.open(path) as image:
+            image.verify()
+    # PIL's format plugins raise many types on damaged input (OSError, SyntaxError,
+    # ValueError, struct.error, DecompressionBombError...): any of them means "unreadable".
+    except Exception as e:  # noqa: BLE001
+        text = _looks_like_text(path)
+        if text is not None:
+            return MediaIssue("unreadable-image", f"{path}: is a text file, not an image "
+                              f"(it begins {text!r}); replace it with the real image or remove it")
+        return MediaIssue("unreadable-image", f"{path}: not readable as an image ({type(e).__name__}: {e}); "
+                          "the file is corrupt or not a jpg/png: re-export it")
+    return None
+
+
+def image_problem(path: Path | str) -> str | None:
+    """Why `path` cannot be read as an image, or None when it can."""
+    issue = image_issue(path)
+    return issue.reason if issue else None
+
+
+def load_image(path: Path | str):
+    """The image at `path` as an RGB `PIL.Image.Image`; unreadable input raises `XmdError`."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    # PIL raises many types on bad data (see image_issue); the checks say why in words.
+    except Exception as e:  # noqa: BLE001
+        issue = image_issue(path)
+        raise XmdError(issue.reason if issue else f"{path}: cannot decode image ({type(e).__name__}: {e}); "
+                       "the file is damaged: re-export it") from None
+
+
+def has_extension(name: str, extensions: set[str]) -> bool:
+    return os.path.splitext(name)[1].lower() in extensions
