@@ -42,9 +42,14 @@ class PersonsConfig(Section):
 
 
 class CaptionsConfig(Section):
-    """synthetic-captions: rendered objects with captions (see docs/synthetic-data.md)."""
+    """synthetic-captions: rendered objects with captions (see docs/synthetic-captions.md).
 
-    per_class: int = Field(40, ge=2, description="images per class")
+    The `tiny` preset (data.tiny) replaces classes, per_class and image_size with 4, 8 and 32.
+    """
+
+    classes: int = Field(10, ge=2, le=10, description="number of classes (shapes: circle, square, triangle, "
+                         "star, cross, heart, diamond, hexagon, ring, crescent; the first N)")
+    per_class: int = Field(40, ge=3, description="images per class")
     validation_fraction: float = Field(0.15, ge=0, lt=1, description="share of each class kept for validation")
     test_fraction: float = Field(0.25, ge=0, lt=1, description="share of each class kept for test")
     degraded_fraction: float = Field(0.2, ge=0, le=1, description="share of images that are blurred, dark or noisy")
