@@ -1,0 +1,120 @@
+"""Each loss term of the method against hand-computed values."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from xmd_cli.errors import XmdError
+from xmd_cli.method import (AAMClassifier, DistillationLoss, ProjectionHead, logit_kd, margin_loss,
+                            qaw_weights)
+from xmd_cli.recipe import MethodConfig, QAWConfig
+
+
+def test_margin_loss_inside_and_outside_the_margin():
+    s = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    z = torch.tensor([[0.0, 1.0],      # orthogonal: d = 1, outside m = 0.2 -> 0.8
+                      [1.0, 0.1]])     # d = 1 - 1/sqrt(1.01) ~ 0.005, inside -> 0
+    per_pair = [0.8, 0.0]
+    assert margin_loss(s, z, kind="cosine", margin=0.2).item() == pytest.approx(sum(per_pair) / 2)
+    weights = torch.tensor([3.0, 1.0])
+    assert margin_loss(s, z, kind="cosine", margin=0.2, weights=weights).item() == pytest.approx(0.8 * 3 / 4)
+
+
+def test_zero_margin_is_the_hard_loss():
+    torch.manual_seed(0)
+    s, z = torch.randn(8, 5), torch.randn(8, 5)
+    hard_cosine = (1 - F.cosine_similarity(s, z)).mean()
+    assert margin_loss(s, z, kind="cosine", margin=0.0).item() == pytest.approx(hard_cosine.item())
+    assert margin_loss(s, z, kind="l2", margin=0.0).item() == pytest.approx(F.mse_loss(s, z).item())
+
+
+def test_aam_target_logit_is_scaled_cos_of_theta_plus_margin():
+    head = AAMClassifier(2, 2, scale=10.0, margin=0.3)
+    with torch.no_grad():
+        head.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+    theta = 0.5
+    x = torch.tensor([[math.cos(theta), math.sin(theta)]])
+    logits = head.logits(x, torch.tensor([0]))
+    assert logits[0, 0].item() == pytest.approx(10 * math.cos(theta + 0.3), abs=1e-5)
+    assert logits[0, 1].item() == pytest.approx(10 * math.cos(math.pi / 2 - theta), abs=1e-5)
+    expected = -torch.log_softmax(logits, dim=1)[0, 0]
+    assert head.per_sample_loss(x, torch.tensor([0]))[0].item() == pytest.approx(expected.item())
+
+
+def test_logit_kd_matches_kl_div_and_vanishes_for_equal_logits():
+    torch.manual_seed(1)
+    student, teacher = torch.randn(4, 6), torch.randn(4, 6)
+    T = 3.0
+    reference = F.kl_div(F.log_softmax(student / T, 1), F.softmax(teacher / T, 1), reduction="batchmean") * T * T
+    assert logit_kd(student, teacher, T).item() == pytest.approx(reference.item(), rel=1e-5)
+    assert logit_kd(teacher, teacher, T).item() == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["power", "softmax"])
+def test_qaw_weights_have_mean_one_and_follow_quality(mode):
+    config = QAWConfig(mode=mode, gamma=2.0, tau=0.2)
+    q_teacher = torch.tensor([0.9, 0.1, 0.5, 0.7])
+    q_student = torch.tensor([0.8, 0.8, 0.8, 0.8])
+    w = qaw_weights(config, q_teacher, q_student, 4)
+    assert w.mean().item() == pytest.approx(1.0, abs=1e-6)
+    assert torch.argsort(w).tolist() == torch.argsort(q_teacher).tolist()
+    assert torch.equal(qaw_weights(QAWConfig(enabled=False), q_teacher, q_student, 4), torch.ones(4))
+
+
+def test_qaw_power_mode_by_hand():
+    w = qaw_weights(QAWConfig(alpha=1, beta=0, gamma=1), torch.tensor([0.2, 0.6]), None, 2)
+    assert w.tolist() == pytest.approx([0.5, 1.5])
+
+
+def test_shared_classifier_gradients_reach_projection_and_student():
+    torch.manual_seed(0)
+    config = MethodConfig(feature={"loss": "none"}, classifier={"kind": "shared"}, qaw={"enabled": False})
+    loss = DistillationLoss(config, student_dim=4, teacher_dim=6, classes=3)
+    student_embedding = torch.randn(5, 4, requires_grad=True)
+    terms = loss(student_embedding, torch.randn(5, 6), torch.tensor([0, 1, 2, 0, 1]))
+    assert set(terms) == {"cls_student", "cls_teacher", "total"}
+    terms["cls_teacher"].backward(retain_graph=True)
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in loss.projection.parameters())
+    shared_grad_from_teacher = loss.classifier.weight.grad.clone()
+    assert shared_grad_from_teacher.abs().sum() > 0
+    loss.zero_grad()
+    terms["cls_student"].backward()
+    assert student_embedding.grad.abs().sum() > 0 and loss.classifier.weight.grad.abs().sum() > 0
+
+
+def test_samples_without_teacher_row_get_only_the_student_term():
+    torch.manual_seed(0)
+    config = MethodConfig(qaw={"enabled": False})
+    loss = DistillationLoss(config, student_dim=4, teacher_dim=4, classes=2)
+    loss.eval()  # BatchNorm in the mlp head uses running stats: results independent of batch make-up
+    s, t, y = torch.randn(4, 4), torch.randn(4, 4), torch.tensor([0, 1, 0, 1])
+    has = torch.tensor([True, True, False, False])
+    masked = loss(s, t, y, has_teacher=has)
+    subset = loss(s[:2], t[:2], y[:2])
+    assert masked["feat"].item() == pytest.approx(subset["feat"].item())
+    assert masked["cls_teacher"].item() == pytest.approx(subset["cls_teacher"].item())
+    none = loss(s, t, y, has_teacher=torch.zeros(4, dtype=torch.bool))
+    assert set(none) == {"cls_student", "total"}
+
+
+def test_total_combines_terms_with_recipe_weights():
+    torch.manual_seed(0)
+    config = MethodConfig(feature={"weight": 0.5}, classifier={"weight": 2.0}, qaw={"enabled": False})
+    loss = DistillationLoss(config, student_dim=4, teacher_dim=4, classes=2)
+    terms = loss(torch.randn(6, 4), torch.randn(6, 4), torch.tensor([0, 1] * 3))
+    expected = terms["cls_student"] + 0.5 * terms["feat"] + 2.0 * terms["cls_teacher"]
+    assert terms["total"].item() == pytest.approx(expected.item())
+
+
+def test_logit_kd_configuration_returns_kd_term():
+    config = MethodConfig(feature={"loss": "none"}, classifier={"kind": "logit-kd"}, projection="linear")
+    loss = DistillationLoss(config, student_dim=4, teacher_dim=8, classes=3)
+    terms = loss(torch.randn(5, 4), torch.randn(5, 8), torch.tensor([0, 1, 2, 0, 1]))
+    assert {"kd", "cls_teacher", "cls_student"} <= set(terms)
+
+
+def test_identity_projection_needs_equal_dimensions():
+    with pytest.raises(XmdError, match="identity needs equal dimensions"):
+        ProjectionHead(6, 4, "identity")

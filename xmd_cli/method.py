@@ -1,0 +1,181 @@
+"""The distillation method: projection head, margin loss, shared classifier, logit KD, QAW.
+
+Formulas (docs/method.md, our reading of the papers):
+    d_i           = 1 - cos(s_i, z_i)      or mean_k (s_ik - z_ik)^2 for l2
+    L_feat        = sum_i w_i max(0, d_i - m) / sum_i w_i
+    L_cls_student = AAM(s_i, y_i; W)
+    L_cls_teacher = sum_i w_i AAM(z_i, y_i; W) / sum_i w_i      (shared classifier)
+    L_kd          = KL(softmax(W_t z / T) || softmax(W s / T)) T^2   (hard classifier-level baseline)
+    L             = L_cls_student + lambda_feat L_feat + lambda_cls (L_cls_teacher or L_kd)
+with z_i = P(t_i) and w_i the quality-based adaptive weights. Every constant is
+a recipe field. `DistillationLoss.forward` returns every term by name.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from xmd_cli.errors import XmdError
+from xmd_cli.recipe import MethodConfig, QAWConfig
+
+
+class ProjectionHead(nn.Module):
+    """P: teacher embedding -> student embedding space. The teacher itself never trains."""
+
+    def __init__(self, teacher_dim: int, student_dim: int, kind: str = "mlp", hidden: int | None = None):
+        super().__init__()
+        if kind == "mlp":
+            hidden = hidden or max(teacher_dim, student_dim)
+            self.net = nn.Sequential(nn.Linear(teacher_dim, hidden), nn.BatchNorm1d(hidden),
+                                     nn.ReLU(inplace=True), nn.Linear(hidden, student_dim))
+        elif kind == "linear":
+            self.net = nn.Linear(teacher_dim, student_dim)
+        elif kind == "identity":
+            if teacher_dim != student_dim:
+                raise XmdError(f"method.projection: identity needs equal dimensions, but the teacher has "
+                               f"{teacher_dim} and the student {student_dim}",
+                               hint="use projection linear or mlp, or set student.embedding_dim to the teacher's")
+            self.net = nn.Identity()
+        else:
+            raise XmdError(f"method.projection: unknown kind {kind!r}")
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        return self.net(t)
+
+
+def feature_distance(s: torch.Tensor, z: torch.Tensor, kind: str) -> torch.Tensor:
+    """Per-sample distance d_i between student and projected teacher embeddings."""
+    if kind == "cosine":
+        return 1.0 - F.cosine_similarity(s, z, dim=1)
+    if kind == "l2":
+        return ((s - z) ** 2).mean(dim=1)
+    raise XmdError(f"method.feature.loss: unknown distance {kind!r}")
+
+
+def weighted_mean(values: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    if values.numel() == 0:
+        return values.new_zeros(())
+    if weights is None:
+        return values.mean()
+    return (weights * values).sum() / weights.sum().clamp_min(1e-12)
+
+
+def margin_loss(s, z, *, kind: str, margin: float, weights=None) -> torch.Tensor:
+    """Soft feature-level constraint: only pairs farther apart than `margin` are pulled in."""
+    return weighted_mean(F.relu(feature_distance(s, z, kind) - margin), weights)
+
+
+class AAMClassifier(nn.Module):
+    """Additive angular margin softmax (ArcFace): logit_y = scale * cos(theta_y + margin).
+
+    `per_sample_loss` returns the cross-entropy of every sample, so that quality
+    weights can scale each one.
+    """
+
+    def __init__(self, dim: int, classes: int, scale: float = 30.0, margin: float = 0.2):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(classes, dim))
+        nn.init.xavier_uniform_(self.weight)
+        self.scale, self.margin = scale, margin
+
+    def cosine(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(F.normalize(x, dim=1), F.normalize(self.weight, dim=1))
+
+    def logits(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        cos = self.cosine(x)
+        if labels is None or self.margin == 0:
+            return self.scale * cos
+        sin = torch.sqrt((1.0 - cos * cos).clamp(1e-9, 1.0))
+        cos_m = cos * math.cos(self.margin) - sin * math.sin(self.margin)
+        # Past theta = pi - m, cos(theta + m) stops falling; the usual ArcFace fallback keeps
+        # the target logit monotonic in theta there.
+        threshold, fallback = math.cos(math.pi - self.margin), math.sin(math.pi - self.margin) * self.margin
+        cos_m = torch.where(cos > threshold, cos_m, cos - fallback)
+        one_hot = F.one_hot(labels, cos.shape[1]).to(cos.dtype)
+        return self.scale * (one_hot * cos_m + (1 - one_hot) * cos)
+
+    def per_sample_loss(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(self.logits(x, labels), labels, reduction="none")
+
+
+def logit_kd(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float,
+             weights: torch.Tensor | None = None) -> torch.Tensor:
+    """KL(teacher || student) on temperature-softened logits, times T^2 (Hinton et al.)."""
+    log_p_student = F.log_softmax(student_logits / temperature, dim=1)
+    p_teacher = F.softmax(teacher_logits.detach() / temperature, dim=1)
+    kl = (p_teacher * (torch.log(p_teacher.clamp_min(1e-12)) - log_p_student)).sum(dim=1)
+    return weighted_mean(kl, weights) * temperature ** 2
+
+
+def qaw_weights(config: QAWConfig, teacher_quality: torch.Tensor | None,
+                student_quality: torch.Tensor | None, batch: int, device=None) -> torch.Tensor:
+    """Quality-based adaptive weights with batch mean 1 (all ones when QAW is off)."""
+    ones = torch.ones(batch, device=device)
+    if not config.enabled or (teacher_quality is None and student_quality is None):
+        return ones
+    q = ones.clone()
+    if teacher_quality is not None:
+        q = q * teacher_quality.clamp(1e-6, 1.0) ** config.alpha
+    if student_quality is not None:
+        q = q * student_quality.clamp(1e-6, 1.0) ** config.beta
+    if config.mode == "power":
+        powered = q ** config.gamma
+        return powered / powered.mean()
+    return batch * F.softmax(q / config.tau, dim=0)
+
+
+class DistillationLoss(nn.Module):
+    """All loss terms of one method configuration; the trainable parts of the method live here.
+
+    forward(s, t, labels, has_teacher, teacher_quality, student_quality) -> dict of named
+    terms plus "total". Samples without a teacher row (`has_teacher` False) get only the
+    student's classification loss; the teacher-side terms average over the others.
+    """
+
+    def __init__(self, config: MethodConfig, *, student_dim: int, teacher_dim: int | None, classes: int):
+        super().__init__()
+        self.config = config
+        cls = config.classifier
+        self.classifier = AAMClassifier(student_dim, classes, cls.scale, cls.margin)
+        self.uses_teacher = teacher_dim is not None and (config.feature.loss != "none" or cls.kind != "none")
+        self.projection = (ProjectionHead(teacher_dim, student_dim, config.projection)
+                           if self.uses_teacher else None)
+        # Logit KD needs meaningful teacher logits: a teacher-side classifier of its own,
+        # trained by cross-entropy on z, whose (detached) softened outputs teach the student.
+        self.teacher_classifier = (AAMClassifier(student_dim, classes, cls.scale, cls.margin)
+                                   if self.uses_teacher and cls.kind == "logit-kd" else None)
+
+    def forward(self, s, t=None, labels=None, has_teacher=None, teacher_quality=None, student_quality=None):
+        config, batch = self.config, s.shape[0]
+        weights = qaw_weights(config.qaw, teacher_quality, student_quality, batch, s.device)
+        applies = set(config.qaw.apply_to) if config.qaw.enabled else set()
+        terms = {"cls_student": weighted_mean(self.classifier.per_sample_loss(s, labels),
+                                              weights if "cls_student" in applies else None)}
+        total = terms["cls_student"]
+        if self.uses_teacher and t is not None:
+            mask = has_teacher if has_teacher is not None else torch.ones(batch, dtype=torch.bool, device=s.device)
+            if mask.any():
+                z = self.projection(t[mask])
+                s_t, y_t = s[mask], labels[mask]
+                w_t = weights[mask]
+                w_t = w_t / w_t.mean()  # mean 1 over the samples that have a teacher row
+                if config.feature.loss != "none":
+                    terms["feat"] = margin_loss(s_t, z, kind=config.feature.loss, margin=config.feature.margin,
+                                                weights=w_t if "feat" in applies else None)
+                    total = total + config.feature.weight * terms["feat"]
+                w_cls = w_t if "cls_teacher" in applies else None
+                if config.classifier.kind == "shared":
+                    terms["cls_teacher"] = weighted_mean(self.classifier.per_sample_loss(z, y_t), w_cls)
+                    total = total + config.classifier.weight * terms["cls_teacher"]
+                elif config.classifier.kind == "logit-kd":
+                    terms["cls_teacher"] = weighted_mean(self.teacher_classifier.per_sample_loss(z, y_t), None)
+                    teacher_logits = self.teacher_classifier.logits(z)
+                    terms["kd"] = logit_kd(self.classifier.logits(s_t), teacher_logits,
+                                           config.classifier.temperature, w_cls)
+                    total = total + terms["cls_teacher"] + config.classifier.weight * terms["kd"]
+        terms["total"] = total
+        return terms
