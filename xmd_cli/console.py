@@ -52,20 +52,24 @@ class Output:
 
     @contextmanager
     def progress(self):
-        """Yields `update(stage, done, total)`: one rich bar per stage, with rate and ETA."""
+        """Yields `update(stage, done, total, info="")`: one rich bar per stage, with ETA.
+
+        `info` is free text shown after the bar (loss terms, throughput).
+        """
         if self.verbosity < 1:
-            yield lambda stage, done, total: None
+            yield lambda stage, done, total, info="": None
             return
         from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                    TimeElapsedColumn, TimeRemainingColumn)
         bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TimeElapsedColumn(), TimeRemainingColumn(), console=self.err, transient=False)
+                        TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
+                        console=self.err, transient=False)
         tasks: dict[str, int] = {}
 
-        def update(stage: str, done: int, total: int) -> None:
+        def update(stage: str, done: int, total: int, info: str = "") -> None:
             if stage not in tasks:
-                tasks[stage] = bars.add_task(stage, total=total)
-            bars.update(tasks[stage], completed=done, total=total)
+                tasks[stage] = bars.add_task(stage, total=total, info=info)
+            bars.update(tasks[stage], completed=done, total=total, info=info)
 
         with bars:
             yield update

@@ -156,16 +156,22 @@ class MethodConfig(Section):
 # ---------------------------------------------------------------- training and evaluation
 class TrainingConfig(Section):
     optimizer: Literal["adamw", "sgd"] = "adamw"
-    lr: float = Field(1e-3, gt=0)
+    lr: float = Field(1e-3, gt=0, description="peak learning rate (after warm-up)")
+    momentum: float = Field(0.9, ge=0, lt=1, description="sgd: momentum")
     weight_decay: float = Field(1e-4, ge=0)
     epochs: int = Field(10, ge=1)
-    batch_size: int = Field(32, ge=1)
-    warmup_steps: int = Field(100, ge=0)
-    grad_clip: float | None = Field(5.0, gt=0)
+    batch_size: int = Field(32, ge=1, description="global batch: split across processes under torchrun")
+    warmup_steps: int = Field(100, ge=0, description="linear warm-up, then cosine decay to min_lr_ratio * lr")
+    min_lr_ratio: float = Field(0.01, ge=0, le=1)
+    grad_clip: float | None = Field(5.0, gt=0, description="clip the gradient norm; null: off")
+    amp: bool = Field(True, description="bf16 autocast on CUDA (never on CPU)")
     checkpoint_every: int = Field(1, ge=1, description="epochs between periodic checkpoints")
-    num_workers: int = Field(0, ge=0)
+    checkpoint_every_steps: int | None = Field(None, ge=1, description="also checkpoint every N steps, "
+                                               "so a crash loses at most N steps")
+    log_every: int = Field(10, ge=1, description="steps between metrics.jsonl lines")
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
     noise_snr: list[float] | None = Field(None, description="[low, high] dB of noise augmentation; off when empty")
-    tensorboard: bool = False
+    tensorboard: bool = Field(False, description="also log to TensorBoard (needs the tensorboard package)")
 
 
 class EvaluationConfig(Section):
