@@ -33,7 +33,7 @@ class Output:
             self.err.print(f"[dim]{message}[/dim]")
 
     def error(self, message: str) -> None:
-        self.err.print(f"[bold red]error:[/bold red] {message}", soft_wrap=True)
+        self.err.print(f"[bold red]error:[/bold red] {escape(message)}", soft_wrap=True)
 
     def table(self, title: str, rows: list[tuple], columns: tuple[str, ...] = ("", "")) -> None:
         if self.verbosity < 1 or self.json_mode:

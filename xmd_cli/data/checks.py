@@ -8,6 +8,7 @@ prepare-report.json. A problem that makes a sample unusable sets `sample_id`, an
 
 from __future__ import annotations
 
+import os
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,6 +19,7 @@ from xmd_cli.data.manifest import Sample, Trial
 from xmd_cli.data.media import audio_header, image_issue, segment_issue
 
 EXAMPLES_PER_KIND = 10
+CHUNK = 256  # files a thread checks per task
 
 Progress = Callable[[str, int, int | None], None]
 
@@ -30,12 +32,14 @@ def _source(sample: Sample) -> str:
 
 def _map_with_progress(function, items: list, pool: ThreadPoolExecutor, progress: Progress | None,
                        done: int, total: int) -> tuple[list, int]:
+    """`[function(x) for x in items]` on the pool, in chunks: one future per file costs
+    more than a header read on a local disk."""
+    chunks = [items[i:i + CHUNK] for i in range(0, len(items), CHUNK)]
     results = []
-    step = max(1, total // 100)
-    for result in pool.map(function, items):
-        results.append(result)
-        done += 1
-        if progress and (done % step == 0 or done == total):
+    for chunk_results in pool.map(lambda chunk: [function(x) for x in chunk], chunks):
+        results.extend(chunk_results)
+        done += len(chunk_results)
+        if progress:
             progress("check", done, total)
     return results, done
 
@@ -58,14 +62,16 @@ def check_samples(samples: list[Sample], root: Path, progress: Progress | None =
     """Duplicate ids, missing files, unreadable audio or images, segments past the end.
 
     Each distinct file is checked once (video frames shared by many utterances, a
-    recording cut into many segments). Files are checked by a few threads because
-    on network storage each header read waits on the network, not the CPU.
-    `progress("check", done, total)` is called about a hundred times.
+    recording cut into many segments). Files are checked by a few threads, in
+    chunks: on network storage each header read waits on the network, not the CPU.
+    `progress("check", done, total)` is called after each chunk of files.
     """
-    root = Path(root)
+    # Plain strings, not Path objects: pathlib's parsing was about a third of the
+    # time of checking 6,500 local files.
+    root = str(root)
     problems = duplicate_id_problems(samples)
-    audio_paths = list(dict.fromkeys(root / s.audio for s in samples if s.audio))
-    image_paths = list(dict.fromkeys(root / i for s in samples for i in s.images))
+    audio_paths = list(dict.fromkeys(os.path.join(root, s.audio) for s in samples if s.audio))
+    image_paths = list(dict.fromkeys(os.path.join(root, i) for s in samples for i in s.images))
     total = len(audio_paths) + len(image_paths)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         headers, done = _map_with_progress(audio_header, audio_paths, pool, progress, 0, total)
@@ -78,14 +84,14 @@ def check_samples(samples: list[Sample], root: Path, progress: Progress | None =
             problems.append(Problem("no-media", s.id, f"sample {s.id!r} names no audio, image or text"
                                     f"{_source(s)}", sample_id=s.id))
         if s.audio:
-            path = root / s.audio
+            path = os.path.join(root, s.audio)
             info, issue = header_of[path]
             if issue is None and s.segment is not None:
                 issue = segment_issue(path, s.segment, info.frames / info.samplerate)
             if issue:
                 problems.append(Problem(issue.kind, s.id, issue.reason + _source(s), sample_id=s.id))
         for image in s.images:
-            issue = image_issue_of[root / image]
+            issue = image_issue_of[os.path.join(root, image)]
             if issue:
                 problems.append(Problem(issue.kind, s.id, issue.reason + _source(s), sample_id=s.id))
     return problems
@@ -97,9 +103,10 @@ def unknown_trial_problems(trials: dict[str, list[Trial]], known_ids: set[str]) 
     for name, trial_list in trials.items():
         unknown = Counter(i for t in trial_list for i in (t.enroll, t.test) if i not in known_ids)
         for sample_id, n in unknown.items():
-            problems.append(Problem("unknown-trial-id", f"trials {name}",
-                                    f"trial list {name!r} names {sample_id!r} in {n} trial(s), but the data "
-                                    "holds no such sample; those trials are dropped"))
+            problems.append(Problem("unknown-trial-id", f"trial list {name}",
+                                    f"trial list {name!r} names {sample_id!r} in {n} trial(s), but no sample "
+                                    "of that id was listed (or it was left out: see the other problems); "
+                                    "those trials are dropped"))
     return problems
 
 

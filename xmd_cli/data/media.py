@@ -2,7 +2,7 @@
 
 Every stage reads media through `read_audio` and `load_image`; `prepare` asks
 `audio_issue` / `image_issue` about every file first. The checks read headers
-only (`soundfile.info`, `PIL.Image.verify`), so checking a million files costs
+only (a `soundfile.SoundFile` open, `PIL.Image.verify`), so checking a million files costs
 seconds to minutes, not hours; a file whose header is sound but whose body is
 damaged is caught when a later stage decodes it.
 """
@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import codecs
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import soundfile as sf
@@ -60,34 +62,43 @@ def _looks_like_mp4(path: Path) -> bool:
 def _file_issue(path: Path, what: str) -> MediaIssue | None:
     """Missing, not a file, or empty: the same for audio and images."""
     try:
-        size = path.stat().st_size
+        status = path.stat()
     except FileNotFoundError:
         return MediaIssue("missing-file", f"{what} file not found: {path}")
     except OSError as e:
         return MediaIssue("missing-file", f"{what} file cannot be opened: {path} ({e.strerror})")
-    if not path.is_file():
+    if not stat.S_ISREG(status.st_mode):
         return MediaIssue("missing-file", f"{what} path is not a file: {path}")
-    if size == 0:
+    if status.st_size == 0:
         return MediaIssue(f"unreadable-{what}", f"zero-length file (0 bytes): {path}; "
                           "it was never written completely: re-export or re-download it")
     return None
 
 
-def audio_header(path: Path | str) -> tuple[sf._SoundFileInfo | None, MediaIssue | None]:
-    """(header, None) for a readable audio file, else (None, why not). Opens the header only."""
+class AudioHeader(NamedTuple):
+    frames: int
+    samplerate: int
+    channels: int
+
+
+def audio_header(path: Path | str) -> tuple[AudioHeader | None, MediaIssue | None]:
+    """(header, None) for a readable audio file, else (None, why not). Reads the header only."""
     path = Path(path)
     issue = _file_issue(path, "audio")
     if issue:
         return None, issue
     try:
-        info = sf.info(str(path))
-    except (sf.SoundFileError, RuntimeError, OSError) as e:
+        # Opening a SoundFile parses the header only; it costs about half of
+        # soundfile.info, which also formats descriptions nobody reads here.
+        with sf.SoundFile(str(path)) as f:
+            info = AudioHeader(f.frames, f.samplerate, f.channels)
+    except (sf.SoundFileError, RuntimeError, OSError):
         if path.suffix.lower() in UNSUPPORTED_AUDIO or _looks_like_mp4(path):
             return None, MediaIssue("unsupported-audio", f"{path}: {conversion_advice(path)}")
-        detail = str(e).split(": ", 1)[-1] if ": " in str(e) else str(e)
-        return None, MediaIssue("unreadable-audio", f"{path}: not readable as audio ({detail}): the file is "
-                                "corrupt or not in a format libsndfile reads (wav, flac, ogg, mp3); "
-                                "re-export it as wav")
+        # libsndfile's own text is often misleading here ("File does not exist ..."
+        # for a file that exists but is garbage), so it is not quoted.
+        return None, MediaIssue("unreadable-audio", f"{path}: not readable as audio: the file is corrupt "
+                                "or not in a format libsndfile reads (wav, flac, ogg, mp3); re-export it as wav")
     if info.frames <= 0 or info.samplerate <= 0:
         return None, MediaIssue("unreadable-audio", f"{path}: holds no audio frames (a header only); "
                                 "re-export or remove it")

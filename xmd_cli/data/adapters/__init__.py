@@ -1,6 +1,7 @@
 """Dataset adapters: each reads one kind of dataset into manifest samples.
 
-An adapter is a function `read(config: DataConfig, workdir: Path) -> AdapterOutput`.
+An adapter is a function `read(config: DataConfig, workdir: Path, progress=None) -> AdapterOutput`
+where `progress(stage, done, total)` reports how far it got (total None while unknown).
 It lists what the source names and reports what it could not parse; it does not
 open audio or images (the checks in `xmd_cli.data.checks` do, for every adapter
 alike). Adapters load lazily, so `xmd --help` imports none of them.
@@ -30,7 +31,10 @@ ADAPTERS = {
 class Problem:
     """Something wrong with one sample or one source line, for prepare-report.json."""
 
-    kind: str  # missing-file, duplicate-id, empty-class, unreadable-audio, unreadable-image, bad-line, ...
+    # missing-file, duplicate-id, empty-class, unreadable-audio, unreadable-image, unsupported-audio,
+    # bad-line, bad-segment, bad-layout, bad-name, no-images, no-speaker, no-media, unknown-utterance,
+    # missing-recording, unknown-trial-id, empty-trials, ...
+    kind: str
     where: str  # the sample id, or file:line of the source
     detail: str  # what is wrong and, where it helps, what to do
     sample_id: str | None = None  # set when the problem disqualifies that sample
