@@ -29,15 +29,16 @@ class Section(BaseModel):
 
 # ---------------------------------------------------------------- data
 class PersonsConfig(Section):
-    """synthetic-persons: identities with a face and a voice (see docs/synthetic-data.md)."""
+    """synthetic-persons: identities with a face and a voice (see docs/synthetic-persons.md)."""
 
     identities: int = Field(40, ge=4, description="number of identities")
     per_identity: int = Field(12, ge=2, description="samples (one face image + one utterance) per identity")
     test_identities: float = Field(0.25, gt=0, lt=1, description="share of identities held out for the test split")
     validation_per_identity: int = Field(2, ge=0, description="samples of each training identity kept for validation")
-    degraded_fraction: float = Field(0.2, ge=0, le=1, description="share of samples whose face and/or speech is degraded")
+    degraded_fraction: float = Field(0.2, ge=0, le=1, description="share of each split's samples whose face is "
+                                     "degraded, and, drawn independently, whose speech is degraded")
     image_size: int = Field(128, ge=64, description="face image side in pixels")
-    sample_rate: int = Field(16000, description="audio sample rate in Hz")
+    sample_rate: int = Field(16000, ge=8000, le=48000, description="audio sample rate in Hz")
     trials_per_identity: int = Field(40, ge=2, description="verification trials per test identity (half target)")
 
 
@@ -117,6 +118,13 @@ class StudentConfig(Section):
     sample_rate: int = 16000
     crop_seconds: float = Field(2.0, gt=0, description="random crop length in training")
     n_mels: int = 80
+    attention_channels: int = Field(128, ge=1, description="ecapa: channels of its attentive statistics pooling")
+    image_size: int = Field(128, ge=16, description="image students: input side in pixels "
+                            "(e.g. 112 or 128 for faces, 64 for the synthetic-captions demo)")
+    image_channels: list[int] = Field(default_factory=lambda: [32, 64, 128, 256],
+                                      description="image-cnn: channels of its conv blocks")
+    weights: str | None = Field(None, description="resnet18: a local torchvision state-dict file "
+                                "to start from (nothing is downloaded)")
 
 
 class FeatureLossConfig(Section):
@@ -177,9 +185,15 @@ class TrainingConfig(Section):
 class EvaluationConfig(Section):
     task: Literal["speaker-verification", "classification", "cross-modal-matching"] = "speaker-verification"
     trials: str | None = Field(None, description="trial list name in the work directory or a file")
-    score_norm: Literal["none", "mean", "asnorm"] = "none"
-    asnorm_top_n: int = Field(100, ge=1)
+    score_norm: Literal["none", "mean", "asnorm"] = Field("none", description="scoring back-end after cosine: "
+                                                          "mean subtraction or AS-norm (cohort: training split)")
+    asnorm_top_n: int = Field(100, ge=1, description="AS-norm: top-N cohort scores")
+    p_targets: list[float] = Field(default_factory=lambda: [0.01, 0.05], description="minDCF operating points")
+    matching_n_ways: list[int] = Field(default_factory=lambda: [2, 10], description="N of N-way matching (2 is 1:2)")
+    recall_ks: list[int] = Field(default_factory=lambda: [1, 5, 10], description="retrieval recall@k")
+    trials_per_probe: int = Field(10, ge=1, description="matching: random trials per probe")
     bootstrap: int = Field(1000, ge=0, description="bootstrap resamples for confidence intervals")
+    checkpoint: Literal["best", "last"] = Field("best", description="which checkpoint of the run to evaluate")
 
 
 class Recipe(Section):

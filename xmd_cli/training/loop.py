@@ -43,15 +43,19 @@ class StudentWithMethod(nn.Module):
         super().__init__()
         self.student, self.method = student, method
 
-    def forward(self, inputs, labels, side: dict):
-        return self.method(self.student(inputs), labels=labels, **side)
+    def embed(self, inputs, lengths=None):
+        # Speech students take relative lengths of padded waveforms; others only inputs.
+        return self.student(inputs) if lengths is None else self.student(inputs, lengths)
+
+    def forward(self, inputs, labels, side: dict, lengths=None):
+        return self.method(self.embed(inputs, lengths), labels=labels, **side)
 
 
 @dataclass
 class TrainJob:
     model: StudentWithMethod
     train_set: Dataset  # items (input, label, sample index)
-    collate: Callable
+    collate: Callable  # items -> (inputs, labels, indices[, lengths])
     config: TrainingConfig
     seed: int
     run_dir: Path
@@ -209,11 +213,13 @@ class Trainer:
                     job.train_set.epoch = self.epoch  # per-epoch augmentation seeds
                 self.sampler.set_epoch(self.epoch, skip=self.step_in_epoch)
                 self.model.train()
-                for inputs, labels, indices in self._loader(job.train_set, self.sampler, job.collate, self.epoch):
+                for inputs, labels, indices, *rest in self._loader(job.train_set, self.sampler, job.collate,
+                                                                   self.epoch):
                     side = {k: _to(v, self.ctx.device) for k, v in job.side_info(indices).items()}
                     inputs, labels = _to(inputs, self.ctx.device), _to(labels, self.ctx.device)
+                    lengths = _to(rest[0], self.ctx.device) if rest else None
                     with torch.autocast(self.ctx.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-                        terms = self.net(inputs, labels, side)
+                        terms = self.net(inputs, labels, side, lengths)
                     self._check_finite(terms)
                     self.optimizer.zero_grad(set_to_none=True)
                     terms["total"].backward()
@@ -273,9 +279,9 @@ class Trainer:
         sampler = _InOrder(len(job.val_set), batch)
         correct, loss_sum, count = 0, 0.0, 0
         classifier = self.model.method.classifier
-        for inputs, labels, _ in self._loader(job.val_set, sampler, job.val_collate or job.collate, 0):
+        for inputs, labels, _, *rest in self._loader(job.val_set, sampler, job.val_collate or job.collate, 0):
             inputs, labels = _to(inputs, self.ctx.device), _to(labels, self.ctx.device)
-            embedding = self.model.student(inputs)
+            embedding = self.model.embed(inputs, _to(rest[0], self.ctx.device) if rest else None)
             logits = classifier.logits(embedding)
             loss_sum += torch.nn.functional.cross_entropy(logits, labels, reduction="sum").item()
             correct += (logits.argmax(1) == labels).sum().item()

@@ -1,0 +1,91 @@
+"""Classification and identification metrics: top-k, per-class accuracy, confusion matrix.
+
+Ties are counted against the model: a sample is correct at k when fewer than k
+other classes score *at least as high* as its true class. A model that gives
+every class the same score is then right at k only when k covers every class,
+instead of being credited by whatever order the sort left the ties in.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from xmd_cli.errors import XmdError
+
+
+def _check(scores, labels) -> tuple[np.ndarray, np.ndarray]:
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = np.asarray(labels)
+    if scores.ndim != 2:
+        raise XmdError(f"class scores must be a (samples x classes) matrix, got shape {scores.shape}")
+    if scores.shape[0] == 0:
+        raise XmdError("no samples to evaluate")
+    if labels.shape != (scores.shape[0],):
+        raise XmdError(f"{scores.shape[0]} score rows but {labels.size} labels")
+    if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0 or labels.max() >= scores.shape[1]:
+        raise XmdError(f"labels must be class indices 0..{scores.shape[1] - 1}")
+    if not np.isfinite(scores).all():
+        raise XmdError("class scores contain NaN or infinite values")
+    return scores, labels.astype(np.int64)
+
+
+def true_class_rank(scores, labels) -> np.ndarray:
+    """0-based rank of each sample's true class: how many other classes score >= it."""
+    scores, labels = _check(scores, labels)
+    true_score = scores[np.arange(labels.size), labels][:, None]
+    return (scores >= true_score).sum(axis=1) - 1
+
+
+def top_k_accuracy(scores, labels, k: int = 1) -> float:
+    """Share of samples whose true class is among the k best (ties count against)."""
+    if k < 1:
+        raise XmdError(f"top-k needs k >= 1, got {k}")
+    return float((true_class_rank(scores, labels) < k).mean())
+
+
+def predictions(scores) -> np.ndarray:
+    """The best class of each row (the lowest index among tied maxima)."""
+    return np.asarray(scores).argmax(axis=1)
+
+
+def confusion_matrix(labels, predicted, n_classes: int) -> np.ndarray:
+    """counts[true, predicted], n_classes x n_classes."""
+    labels = np.asarray(labels, dtype=np.int64)
+    predicted = np.asarray(predicted, dtype=np.int64)
+    return np.bincount(labels * n_classes + predicted, minlength=n_classes * n_classes) \
+        .reshape(n_classes, n_classes)
+
+
+def per_class_accuracy(matrix: np.ndarray) -> np.ndarray:
+    """Recall of each class from a confusion matrix; NaN for a class with no samples."""
+    totals = matrix.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(totals > 0, np.diag(matrix) / totals, np.nan)
+
+
+def classification_summary(scores, labels, class_names: list[str] | None = None, *,
+                           ks=(1, 5)) -> dict:
+    """Every classification number, JSON-ready.
+
+    Keys: n_samples, n_classes, top1, top5 (each k in `ks` that is below the class
+    count; top-k with k >= classes is always 1), mean_per_class_accuracy (balanced
+    accuracy over classes that have samples), per_class {name: accuracy or None},
+    confusion [[...]] (rows true, columns the argmax prediction), class_names.
+    """
+    scores, labels = _check(scores, labels)
+    n_classes = scores.shape[1]
+    names = list(class_names) if class_names is not None else [str(i) for i in range(n_classes)]
+    if len(names) != n_classes:
+        raise XmdError(f"{len(names)} class names for {n_classes} score columns")
+    rank = true_class_rank(scores, labels)
+    matrix = confusion_matrix(labels, predictions(scores), n_classes)
+    per_class = per_class_accuracy(matrix)
+    summary = {"n_samples": int(labels.size), "n_classes": n_classes}
+    for k in ks:
+        if k < n_classes:
+            summary[f"top{k}"] = float((rank < k).mean())
+    summary["mean_per_class_accuracy"] = float(np.nanmean(per_class))
+    summary["per_class"] = {name: (None if np.isnan(a) else float(a)) for name, a in zip(names, per_class)}
+    summary["confusion"] = matrix.tolist()
+    summary["class_names"] = names
+    return summary
