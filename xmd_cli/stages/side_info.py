@@ -1,0 +1,80 @@
+"""What distill reads besides the student's input: teacher rows and quality scores, by sample id.
+
+`DistillationInputs(indices)` returns, for a batch of dataset indices, the
+teacher rows `t`, the mask `has_teacher` (False where the sample has no teacher
+row or, with QAW on, no quality row: such a sample trains without the
+distillation terms) and the two quality vectors.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from xmd_cli.errors import XmdError
+from xmd_cli.recipe import Recipe
+from xmd_cli.shards import ShardReader
+from xmd_cli.stages.stores import find_store, quality_components, teacher_components
+
+
+class DistillationInputs:
+    def __init__(self, recipe: Recipe, manifest, dataset, *, allow_stale: bool = False, out=None):
+        self.recipe, self.dataset = recipe, dataset
+        workdir = manifest.workdir
+        expected = teacher_components(recipe.teacher, manifest)
+        self.teacher_path = find_store(workdir, "teacher", expected, allow_stale=allow_stale,
+                                       stage="extract-teacher", out=out)
+        self.teacher = ShardReader(self.teacher_path, expect_fingerprint=expected, allow_stale=allow_stale)
+        self.teacher_dim = self.teacher.dim
+        ids = [s.id for s in dataset.samples]
+        present = set(ids) - set(self.teacher.missing(ids))
+        self.quality: dict[str, ShardReader] = {}
+        qaw = recipe.method.qaw
+        if qaw.enabled:
+            for side, exponent in (("teacher", qaw.alpha), ("student", qaw.beta)):
+                if exponent == 0:
+                    continue
+                config = getattr(recipe.quality, side)
+                reader = self._quality_reader(workdir, config, manifest, allow_stale, out)
+                self.quality[side] = reader
+                present &= set(ids) - set(reader.missing(ids))
+        self.present = present
+        if not present:
+            raise XmdError(f"none of the {len(ids)} training samples has a teacher row"
+                           + (" and quality rows" if self.quality else ""),
+                           hint="check that extract-teacher (and score-quality) ran on this work directory")
+
+    @staticmethod
+    def _quality_reader(workdir, config, manifest, allow_stale, out) -> ShardReader:
+        from xmd_cli.quality import signal_names
+
+        expected = quality_components(config, manifest, signal_names(config.modality))
+        path = find_store(workdir, "quality", expected, allow_stale=allow_stale,
+                          stage=f"score-quality --modality {config.modality}", out=out)
+        return ShardReader(path, expect_fingerprint=expected, allow_stale=allow_stale)
+
+    def complete_ids(self) -> set[str]:
+        return set(self.present)
+
+    def provenance(self) -> dict:
+        return {"teacher_store": str(self.teacher_path), "teacher_fingerprint": self.teacher.meta["fingerprint"],
+                "quality_stores": {side: str(r.directory) for side, r in self.quality.items()}}
+
+    def __call__(self, indices: torch.Tensor) -> dict:
+        ids = [self.dataset.samples[i].id for i in indices.tolist()]
+        mask = np.array([i in self.present for i in ids], dtype=bool)
+        known = [i for i, ok in zip(ids, mask) if ok]
+        teacher = np.zeros((len(ids), self.teacher_dim), np.float32)
+        # A store of every frame: one frame at random, seeded by (seed, epoch, batch) so a resumed run
+        # draws the same frames.
+        rng = np.random.default_rng([self.recipe.seed, getattr(self.dataset, "epoch", 0), int(indices[0])])
+        if known:
+            teacher[mask] = self.teacher.get(known, pick="random" if self.teacher.frames == "all" else "mean",
+                                             rng=rng)
+        side = {"t": torch.from_numpy(teacher), "has_teacher": torch.from_numpy(mask)}
+        for name, reader in self.quality.items():
+            quality = np.ones(len(ids), np.float32)
+            if known:
+                quality[mask] = reader.get(known)[:, 0]  # column 0: the combined score
+            side[f"{name}_quality"] = torch.from_numpy(quality)
+        return side

@@ -1,0 +1,63 @@
+"""Where a stage's stores live, and what fingerprint a consumer expects of them.
+
+extract-teacher and score-quality write `WORKDIR/teacher/<fp>/` and
+`WORKDIR/quality/<fp>/`, where <fp> hashes everything that determines the
+values. A consumer (distill, evaluate) computes the fingerprint it expects from
+its own recipe, without loading any network, and refuses a store written with
+other inputs, saying what differs, unless told to accept it (--allow-stale).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from xmd_cli import __version__
+from xmd_cli.data.manifest import Manifest
+from xmd_cli.errors import XmdError
+from xmd_cli.recipe import QualitySideConfig, TeacherConfig
+from xmd_cli.shards import diff, store_dir
+from xmd_cli.shards.format import read_meta
+
+
+def teacher_description(config: TeacherConfig) -> dict:
+    """The teacher's own part of the fingerprint: kind, weights hash, preprocessing."""
+    if config.kind == "face":
+        from xmd_cli.teachers.face import describe
+    elif config.kind == "text":
+        from xmd_cli.teachers.text import describe
+    elif config.kind == "checkpoint":
+        from xmd_cli.teachers.checkpoint import describe
+        if not config.weights:
+            raise XmdError("teacher.kind checkpoint needs teacher.weights: a checkpoint directory from `xmd train`")
+    else:
+        raise XmdError(f"teacher.kind {config.kind!r} has no store of its own")
+    return describe(config.weights)
+
+
+def teacher_components(config: TeacherConfig, manifest: Manifest, description: dict | None = None) -> dict:
+    return {**(description or teacher_description(config)), "manifest_sha256": manifest.fingerprint,
+            "dtype": config.dtype, "frames": config.frames, "xmd_version": __version__}
+
+
+def quality_components(side: QualitySideConfig, manifest: Manifest, signals: list[str]) -> dict:
+    return {"scorer": side.modality, "weights": side.weights, "midpoints": side.midpoints,
+            "columns": ["score", *signals], "manifest_sha256": manifest.fingerprint, "xmd_version": __version__}
+
+
+def find_store(workdir: Path, kind: str, expected: dict, *, allow_stale: bool, stage: str, out=None) -> Path:
+    """The store written with `expected`, or with --allow-stale the newest one of `kind`."""
+    exact = store_dir(workdir, kind, expected)
+    if (exact / "meta.json").exists():
+        return exact
+    candidates = sorted((p for p in (Path(workdir) / kind).glob("*/meta.json")), key=lambda p: p.stat().st_mtime)
+    if not candidates:
+        raise XmdError(f"{Path(workdir) / kind}: no {kind} store yet", hint=f"run `xmd {stage}` first")
+    newest = candidates[-1].parent
+    differences = diff(expected, read_meta(newest)["components"])
+    if allow_stale:
+        if out is not None:
+            out.note(f"[yellow]using a stale {kind} store[/yellow] {newest}: " + "; ".join(differences))
+        return newest
+    raise XmdError(f"the {kind} store {newest} was written with other inputs than this recipe asks for:\n  "
+                   + "\n  ".join(differences),
+                   hint=f"rerun `xmd {stage}` with this recipe, or pass --allow-stale to use it anyway")
