@@ -197,18 +197,46 @@ def demo(
 
 
 # ---------------------------------------------------------------- shards
-def _shards_command(name: str, summary: str):
-    @user_errors
-    def command(store: Annotated[Path, typer.Argument(help="Store directory.")], json_: JsonOpt = False):
-        _not_built(f"shards {name}", "the extract-teacher issue")
-
-    command.__doc__ = summary
-    shards_app.command(name)(command)
+StoreArg = Annotated[Path, typer.Argument(help="Store directory (holds meta.json), e.g. xmd-work/teacher/<fingerprint>.")]
 
 
-_shards_command("info", "Summarise a store: rows, dimension, dtype, fingerprint.")
-_shards_command("verify", "Check a store's integrity: every shard, every index entry.")
-_shards_command("export", "Export rows with their ids to CSV or NumPy.")
+@shards_app.command("info")
+@user_errors
+def shards_info(store: StoreArg, json_: JsonOpt = False):
+    """Summarise a store: ids, rows, dimension, dtype, shards, fingerprint, size on disk."""
+    from xmd_cli.stages.shards_cmd import run_info
+
+    out = _output(json_, 0, False)
+    out.result(run_info(store, out))
+
+
+@shards_app.command("verify")
+@user_errors
+def shards_verify(store: StoreArg, json_: JsonOpt = False):
+    """Check a store's integrity: every header, every row checksum, NaN/Inf, the index; exit 1 on a problem."""
+    from xmd_cli.stages.shards_cmd import run_verify
+
+    out = _output(json_, 0, False)
+    report = run_verify(store, out)
+    out.result(report)
+    if not report["ok"]:
+        if json_:
+            raise typer.Exit(1)
+        raise XmdError(f"{store}: {len(report['problems'])} problem(s):\n  " + "\n  ".join(report["problems"]),
+                       hint="a damaged shard: delete it and rerun the writer, which recomputes its rows")
+
+
+@shards_app.command("export")
+@user_errors
+def shards_export(store: StoreArg,
+                  out_path: Annotated[Path, typer.Option("--out", "-o", help="File to write: .csv, .npz or .npy "
+                                                                            "(.npy: ids in NAME.ids.txt beside it).")],
+                  json_: JsonOpt = False):
+    """Export rows with their ids, sorted by id, to CSV or NumPy for your own analysis."""
+    from xmd_cli.stages.shards_cmd import run_export
+
+    out = _output(json_, 0, False)
+    out.result(run_export(store, out_path, out))
 
 
 # ---------------------------------------------------------------- recipes

@@ -74,17 +74,17 @@ def run_extract(recipe: Recipe, workdir: Path, *, device: str = "auto", force: b
         started = time.perf_counter()
         with ShardWriter(store, components, teacher.dim, config.dtype, config.shard_rows, frames=config.frames,
                          rank=context.rank, world_size=context.world, force=force) as writer:
-            pending = writer.pending_ids([s.id for s in manifest.samples])
+            pending = writer.pending_ids([s.id for s in manifest.samples])  # this rank's share only
             by_id = manifest.by_id()
-            mine = [by_id[i] for i in pending[context.rank::context.world]]
+            mine = [by_id[i] for i in pending]
             failures = _embed_all(teacher, mine, manifest.root, writer, config, recipe.training.num_workers, out)
         elapsed = time.perf_counter() - started
-        _write_failures(store, context.rank, failures)
+        _write_rank_report(store, context.rank, failures, attempted=len(pending), seconds=elapsed)
         context.barrier()
         if not context.is_main:
             return {}
         merge_index(store)
-        return _finish(store, manifest, components, config, len(pending), elapsed, out)
+        return _finish(store, manifest, components, config, out)
     finally:
         shutdown(context)
 
@@ -93,6 +93,8 @@ def _embed_all(teacher, samples, root, writer, config, workers: int, out: Output
     loader = DataLoader(_Loading(teacher, samples, root), batch_size=config.batch_size, num_workers=workers,
                         collate_fn=_as_list)
     failures, done, started = [], 0, time.perf_counter()
+    if not samples:
+        return failures
     with out.progress() as progress:
         progress("extract-teacher", 0, len(samples))
         for batch in loader:
@@ -115,17 +117,18 @@ def _embed_all(teacher, samples, root, writer, config, workers: int, out: Output
     return failures
 
 
-def _write_failures(store: Path, rank: int, failures: list[dict]) -> None:
-    # Each rank writes its own part; failed samples are retried on a rerun, so the part
-    # describes the latest attempt only.
-    path = store / f"failures-r{rank}.jsonl"
-    path.write_text("".join(json.dumps(f) + "\n" for f in failures))
+def _write_rank_report(store: Path, rank: int, failures: list[dict], *, attempted: int, seconds: float) -> None:
+    # Each rank writes its own part; failed samples are retried on a rerun, so a part
+    # describes that rank's latest attempt only. Rank 0 joins them.
+    report = {"attempted": attempted, "seconds": seconds, "failures": failures}
+    (store / f"run-r{rank}.json").write_text(json.dumps(report) + "\n")
 
 
-def _finish(store: Path, manifest, components: dict, config, attempted: int, elapsed: float, out: Output) -> dict:
-    failures = []
-    for part in sorted(store.glob("failures-r*.jsonl")):
-        failures += [json.loads(line) for line in part.read_text().splitlines() if line.strip()]
+def _finish(store: Path, manifest, components: dict, config, out: Output) -> dict:
+    parts = [json.loads(p.read_text()) for p in sorted(store.glob("run-r*.json"))]
+    failures = [f for part in parts for f in part["failures"]]
+    attempted = sum(part["attempted"] for part in parts)
+    elapsed = max(part["seconds"] for part in parts)
     (store / FAILURES).write_text("".join(json.dumps(f) + "\n" for f in failures))
     from xmd_cli.shards import ShardReader
 

@@ -46,9 +46,10 @@ class DistillationInputs:
 
     @staticmethod
     def _quality_reader(workdir, config, manifest, allow_stale, out) -> ShardReader:
-        from xmd_cli.quality import signal_names
+        from xmd_cli.quality import default_signals
 
-        expected = quality_components(config, manifest, signal_names(config.modality))
+        signals = [signal.name for signal in default_signals(config.modality)]
+        expected = quality_components(config, manifest, signals)
         path = find_store(workdir, "quality", expected, allow_stale=allow_stale,
                           stage=f"score-quality --modality {config.modality}", out=out)
         return ShardReader(path, expect_fingerprint=expected, allow_stale=allow_stale)
