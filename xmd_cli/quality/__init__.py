@@ -1,0 +1,65 @@
+"""Per-sample quality scorers: face, speech, image and text.
+
+    scorer = get_scorer("speech", weights={"snr_db": 2.0}, midpoints={}, key="quality.student")
+    result = scorer.score("utt.wav")        # QualityResult(score, signals, reason)
+    results = scorer.score_batch(paths)
+
+Each scorer measures named raw signals, squashes each with a logistic around a
+mid-point and combines them by a weighted geometric mean into [0, 1]
+(`xmd_cli.quality.combine`). Unusable input (no face, silence, an unreadable
+file, empty text) scores 0 with a reason and never raises. The formula and the
+default constants are in docs/quality.md.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from xmd_cli.errors import XmdError
+from xmd_cli.quality.combine import QualityResult, Scorer, Signal
+
+if TYPE_CHECKING:
+    from xmd_cli.recipe import QualitySideConfig
+
+__all__ = ["MODALITIES", "QualityResult", "Scorer", "Signal", "default_signals", "get_scorer",
+           "scorer_for_side"]
+
+MODALITIES = ("face", "speech", "image", "text")
+
+
+def _scorer_class(modality: str) -> type[Scorer]:
+    # Imported on demand: the face scorer pulls in torch and facenet-pytorch.
+    if modality == "face":
+        from xmd_cli.quality.face import FaceScorer
+        return FaceScorer
+    if modality == "speech":
+        from xmd_cli.quality.speech import SpeechScorer
+        return SpeechScorer
+    if modality == "image":
+        from xmd_cli.quality.image import ImageScorer
+        return ImageScorer
+    if modality == "text":
+        from xmd_cli.quality.text import TextScorer
+        return TextScorer
+    raise XmdError(f"no quality scorer for modality '{modality}'; valid: {', '.join(MODALITIES)}")
+
+
+def default_signals(modality: str) -> tuple[Signal, ...]:
+    """The signals of a modality with their default weights and mid-points."""
+    return _scorer_class(modality).DEFAULTS
+
+
+def get_scorer(modality: str, weights: dict[str, float] | None = None, midpoints: dict[str, float] | None = None,
+               *, key: str = "quality", **options) -> Scorer:
+    """A scorer for `modality` with the defaults overridden by signal name.
+
+    `key` is the recipe path the overrides came from (e.g. "quality.student"), so
+    that an unknown signal is reported as `quality.student.weights.snr_dbb`.
+    `options` go to the scorer (the face scorer takes `device` and `batch_size`).
+    """
+    return _scorer_class(modality)(weights, midpoints, key=key, **options)
+
+
+def scorer_for_side(config: "QualitySideConfig", side: str, **options) -> Scorer:
+    """The scorer of one side of a recipe's `quality` section (`side` is "teacher" or "student")."""
+    return get_scorer(config.modality, config.weights, config.midpoints, key=f"quality.{side}", **options)
