@@ -1,0 +1,16 @@
+"""The `xmd` command: one thin function a subcommand, parsing only.
+
+Each command turns its flags into recipe values, loads the recipe (defaults <-
+file <- flags <- --set) and hands it to a stage in `xmd_cli.stages`. Heavy
+imports (torch, speechbrain) happen inside the stages, so `xmd --help` is quick.
+The modules below register their commands on the one app when imported.
+"""
+
+from xmd_cli.cli import data, stores, training, stages_pending, recipes  # noqa: F401  (registration)
+from xmd_cli.cli.app import app
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    app(prog_name="xmd")
