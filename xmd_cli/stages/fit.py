@@ -55,7 +55,7 @@ def run_fit(recipe: Recipe, workdir: Path, *, kind: str, device: str = "auto", r
         has_validation = any(s.split == "validation" for s in manifest.samples)
         val_set = (build_dataset(manifest, "validation", student_config, train=False, labels=labels)
                    if has_validation else None)
-        side_info, teacher_dim, provenance = (lambda indices: {}), None, {}
+        side_info, teacher_dim, provenance, incomplete = (lambda indices: {}), None, {}, False
         if kind == "distill":
             from xmd_cli.stages.side_info import DistillationInputs
 
@@ -63,6 +63,7 @@ def run_fit(recipe: Recipe, workdir: Path, *, kind: str, device: str = "auto", r
             if recipe.method.missing == "drop":
                 restrict(train_set, inputs.complete_ids())
             side_info, teacher_dim, provenance = inputs, inputs.teacher_dim, inputs.provenance()
+            incomplete = len(inputs.complete_ids() & {s.id for s in train_set.samples}) < len(train_set)
         student = build_student(student_config)
         method = DistillationLoss(recipe.method, student_dim=student_config.embedding_dim,
                                   teacher_dim=teacher_dim, classes=len(labels))
@@ -76,7 +77,8 @@ def run_fit(recipe: Recipe, workdir: Path, *, kind: str, device: str = "auto", r
                 "manifest_sha256": manifest.fingerprint, **provenance}
         job = TrainJob(model=StudentWithMethod(student, method), train_set=train_set, collate=collate,
                        config=recipe.training, seed=recipe.seed, run_dir=run_dir, meta=meta, val_set=val_set,
-                       val_batch_size=1 if is_speech_student(student_config) else 64, side_info=side_info)
+                       val_batch_size=1 if is_speech_student(student_config) else 64, side_info=side_info,
+                       may_skip_parameters=incomplete)
         out.note(f"[bold]xmd {kind}[/bold] {recipe.name}: {len(train_set)} training samples, {len(labels)} classes, "
                  f"{student_config.arch} on {context.device}"
                  + (f", {context.world} processes" if context.active else ""))

@@ -63,6 +63,9 @@ class TrainJob:
     val_set: Dataset | None = None
     val_collate: Callable | None = None
     val_batch_size: int = 1  # 1 for whole utterances of different lengths; larger for images
+    # Some batches may leave parameters unused (samples without a teacher row skip the projection):
+    # DDP must then look for unused parameters, which costs a graph traversal a step.
+    may_skip_parameters: bool = False
     # sample indices -> {"t", "has_teacher", "teacher_quality", "student_quality"} (tensors or None)
     side_info: Callable[[torch.Tensor], dict] = field(default=lambda indices: {})
 
@@ -129,10 +132,14 @@ class Trainer:
         self.metrics_path = job.run_dir / "metrics.jsonl"
         self.net = self.model
         if context.active:
-            # Samples without a teacher row leave the projection unused in some steps.
+            if context.device.type == "cuda":
+                # One set of BatchNorm statistics over the global batch, as on one process
+                # (SyncBatchNorm needs CUDA; on CPU each process normalises its own slice).
+                self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+                job.model = self.model
             self.net = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[context.device.index] if context.device.type == "cuda" else None,
-                find_unused_parameters=True)
+                find_unused_parameters=job.may_skip_parameters)
         self.autocast = cfg.amp and context.device.type == "cuda"
         self.tensorboard = self._tensorboard() if cfg.tensorboard and context.is_main else None
 
