@@ -48,12 +48,6 @@ def test_shared_options_on_stage_commands():
         assert "--seed" in runner.invoke(app, [name, "--help"]).output, name
 
 
-def test_unbuilt_subcommand_says_so_and_fails():
-    result = runner.invoke(app, ["ablate", "--recipe", "demo-persons"])
-    assert result.exit_code == 2
-    assert "not built yet" in result.output
-
-
 def test_recipes_validate_passes_on_shipped_recipes():
     result = runner.invoke(app, ["recipes", "validate", "--json"])
     assert result.exit_code == 0, result.output

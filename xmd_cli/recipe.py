@@ -94,6 +94,15 @@ class TeacherConfig(Section):
     dtype: Literal["float16", "float32"] = "float16"
     shard_rows: int = Field(4096, ge=1, description="rows per shard file")
     max_failure_rate: float = Field(0.1, ge=0, le=1, description="fail the run above this share of failed samples")
+    # Control teachers (random, class-mean, shuffled) are derived from a real teacher's store;
+    # see docs/diagnose.md for what an ablation with them tells.
+    source_kind: Literal["face", "text", "checkpoint"] | None = Field(
+        None, description="control teachers: the real teacher whose store they derive from "
+        "(needed by class-mean and shuffled; random takes its dim and sample ids from it when set)")
+    source_weights: str | None = Field(None, description="control teachers: that real teacher's weights "
+                                       "(as teacher.weights would be for it)")
+    control_dim: int | None = Field(None, ge=1, description="random control without a source: the vector dimension")
+    control_seed: int = Field(0, description="control teachers: seed of the random vectors and of the shuffle")
 
 
 class QualitySideConfig(Section):
@@ -179,6 +188,8 @@ class TrainingConfig(Section):
     log_every: int = Field(10, ge=1, description="steps between metrics.jsonl lines")
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
     noise_snr: list[float] | None = Field(None, description="[low, high] dB of noise augmentation; off when empty")
+    train_fraction: float = Field(1.0, gt=0, le=1, description="train on this share of each class's "
+                                  "training samples (seeded): the papers' little-data setting")
     tensorboard: bool = Field(False, description="also log to TensorBoard (needs the tensorboard package)")
 
 
@@ -188,6 +199,8 @@ class EvaluationConfig(Section):
     score_norm: Literal["none", "mean", "asnorm"] = Field("none", description="scoring back-end after cosine: "
                                                           "mean subtraction or AS-norm (cohort: training split)")
     asnorm_top_n: int = Field(100, ge=1, description="AS-norm: top-N cohort scores")
+    cohort_utterances: int = Field(5000, ge=1, description="mean/AS-norm: at most this many train-split "
+                                   "utterances embedded for the cohort (a seeded random subset)")
     p_targets: list[float] = Field(default_factory=lambda: [0.01, 0.05], description="minDCF operating points")
     matching_n_ways: list[int] = Field(default_factory=lambda: [2, 10], description="N of N-way matching (2 is 1:2)")
     recall_ks: list[int] = Field(default_factory=lambda: [1, 5, 10], description="retrieval recall@k")

@@ -94,8 +94,6 @@ def load(recipe: str | None, overrides: list[str] | None, options: dict | None =
     return load_recipe(path, overrides or [], options)
 
 
-def not_built(command: str, issue: str):
-    raise XmdError(f"`xmd {command}` is not built yet ({issue})", exit_code=2)
 
 
 # ---- options of the commands that compute

@@ -8,9 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from xmd_cli.cli.app import (DEFAULT_WORKDIR, Device, DeviceOpt, JsonOpt, QuietOpt, RecipeOpt, SeedOpt, SetOpt,
-                             VerboseOpt, WorkdirOpt, app, load, not_built, output, recipes_app, shards_app,
-                             split_pair, user_errors)
-from xmd_cli.errors import XmdError
+                             VerboseOpt, WorkdirOpt, app, load, output, split_pair, user_errors)
 
 
 # ---------------------------------------------------------------- prepare
@@ -79,5 +77,5 @@ def demo(
     from xmd_cli.stages.demo import run_demo
 
     out = output(json_, verbose, quiet)
-    summary = run_demo(task=task, tiny=tiny, workdir=workdir, seed=seed, out=out)
+    summary = run_demo(task=task, tiny=tiny, workdir=workdir, seed=seed, device=device.value, out=out)
     out.result(summary)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from xmd_cli.cli.app import (DEFAULT_WORKDIR, Device, DeviceOpt, JsonOpt, QuietOpt, RecipeOpt, SeedOpt, SetOpt,
-                             VerboseOpt, WorkdirOpt, app, load, not_built, output, recipes_app, shards_app,
-                             split_pair, user_errors)
+from xmd_cli.cli.app import (JsonOpt, SetOpt,
+                             load, output, recipes_app, user_errors)
 from xmd_cli.errors import XmdError
 
 

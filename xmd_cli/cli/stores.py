@@ -9,8 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from xmd_cli.cli.app import (DEFAULT_WORKDIR, Device, DeviceOpt, ForceOpt, JsonOpt, NprocOpt, QuietOpt, RecipeOpt,
-                             SeedOpt, SetOpt, VerboseOpt, WorkdirOpt, app, load, output, recipe_options,
-                             relaunch_under_torchrun, shards_app, user_errors)
+                             SetOpt, VerboseOpt, WorkdirOpt, app, load, output, relaunch_under_torchrun, shards_app, user_errors)
 from xmd_cli.errors import XmdError
 
 

@@ -1,37 +1,126 @@
-"""`xmd demo`: the whole pipeline on embedded demo data, offline.
+"""`xmd demo`: the whole pipeline on embedded demo data, offline, each stage's outputs reused.
 
-Today it runs the stages that exist (data generation and `prepare`) and says
-which stages are still to come; each later stage joins here as it lands.
-Every stage's outputs are reused on a rerun.
+speaker (synthetic-persons): prepare -> train the face teacher -> extract its
+embeddings -> score face and speech quality -> train the student alone -> distill
+with the full method -> evaluate speaker verification (both) and cross-modal
+matching (distilled) -> one comparison table.
+image (synthetic-captions): the same with the shipped text teacher and an image
+student, evaluated by classification.
+
+A rerun skips every stage whose outputs are complete (a finished run, a full
+store) and resumes one that was interrupted.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from xmd_cli.console import Output
 from xmd_cli.errors import XmdError
-from xmd_cli.recipe import load_recipe
+from xmd_cli.recipe import Recipe, load_recipe
+from xmd_cli.recipe_files import find_recipe
 
-TASKS = {"speaker": "synthetic-persons", "image": "synthetic-captions"}
-PENDING = ["extract-teacher", "score-quality", "train", "distill", "evaluate"]
+TASKS = {"speaker": ("synthetic-persons", "demo-persons"), "image": ("synthetic-captions", "demo-captions")}
+
+# The tiny preset: every stage runs, on data and models small enough for a smoke test.
+TINY_SPEECH = {"student": {"channels": [32, 32, 32, 32, 96], "attention_channels": 16, "embedding_dim": 32,
+                           "crop_seconds": 1.0},
+               "training": {"epochs": 2, "batch_size": 8, "warmup_steps": 2, "log_every": 1}}
+TINY_IMAGE = {"student": {"image_size": 32, "image_channels": [8, 16, 16, 32], "embedding_dim": 16},
+              "training": {"epochs": 2, "batch_size": 8, "warmup_steps": 2, "log_every": 1}}
+# Runs compared in the table: (run name, stage kind, method overrides).
+STUDENT_ALONE = {"feature": {"loss": "none"}, "classifier": {"kind": "none"}, "qaw": {"enabled": False}}
 
 
-def run_demo(*, task: str, tiny: bool, workdir: Path, seed: int | None, out: Output) -> dict:
+def _merge(base: dict, extra: dict) -> dict:
+    merged = dict(base)
+    for key, value in extra.items():
+        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+    return merged
+
+
+def _recipe(name: str, options: dict) -> Recipe:
+    return load_recipe(find_recipe(name), [], options)
+
+
+def _finished(run_dir: Path, epochs: int) -> bool:
+    meta = run_dir / "checkpoints" / "last" / "meta.json"
+    return meta.exists() and json.loads(meta.read_text()).get("epoch") == epochs
+
+
+def _fit(recipe: Recipe, workdir: Path, kind: str, device: str, out: Output) -> Path:
+    from xmd_cli.stages.fit import run_fit
+
+    run_dir = workdir / "runs" / recipe.name
+    if _finished(run_dir, recipe.training.epochs):
+        out.note(f"reusing {run_dir}")
+    else:
+        resume = (run_dir / "checkpoints" / "last" / "state.pt").exists()
+        run_fit(recipe, workdir, kind=kind, device=device, resume=resume, out=out)
+    return run_dir / "checkpoints" / "best"
+
+
+def run_demo(*, task: str, tiny: bool, workdir: Path, seed: int | None, device: str = "auto",
+             out: Output | None = None) -> dict:
     if task not in TASKS:
         raise XmdError(f"--task {task!r}: expected one of {', '.join(TASKS)}")
+    from xmd_cli.stages.evaluate import run_evaluate
+    from xmd_cli.stages.extract import run_extract
     from xmd_cli.stages.prepare import run_prepare
+    from xmd_cli.stages.quality import run_quality
 
-    data = {"adapter": TASKS[task], "tiny": tiny}
-    if seed is not None:
-        data["seed"] = seed
-    recipe = load_recipe(None, [], {"name": f"demo-{task}", "data": data})
+    out = out or Output()
+    adapter, recipe_name = TASKS[task]
+    seed = 0 if seed is None else seed
     workdir = Path(workdir) / task
-    out.note(f"[bold]xmd demo[/bold] ({task}: {TASKS[task]}{', tiny' if tiny else ''}) in {workdir}")
+    common = {"seed": seed, "data": {"adapter": adapter, "tiny": tiny, "seed": seed}}
+    if tiny:
+        common = _merge(common, TINY_SPEECH if task == "speaker" else TINY_IMAGE)
+    out.note(f"[bold]xmd demo[/bold] {task} ({adapter}{', tiny' if tiny else ''}, seed {seed}) in {workdir}")
+
+    base = _recipe(recipe_name, common)
     with out.progress() as progress:
-        prepared = run_prepare(recipe, workdir, progress=progress)
-    rows = [("prepare", "done", f"{prepared['samples']} samples, {prepared['classes']} classes, "
-             f"manifest {prepared['manifest']}")]
-    rows += [(stage, "not built yet", "lands with its issue") for stage in PENDING]
-    out.table("demo stages", rows, ("stage", "status", "output"))
-    return {"task": task, "workdir": str(workdir), "prepare": prepared, "pending": PENDING}
+        prepared = run_prepare(base, workdir, progress=progress)
+    teacher_weights = None
+    if task == "speaker":
+        face = _recipe("face-teacher", _merge(_merge(common, {"name": "face-teacher"}),
+                                              {"student": {"image_size": 64}} if tiny else {}))
+        teacher_weights = str(_fit(face, workdir, "train", device, out))
+    method_options = {"teacher": {"weights": teacher_weights}} if teacher_weights else {}
+    full = _recipe(recipe_name, _merge(common, {"name": "full", **method_options}))
+    run_extract(full, workdir, device=device, out=out)
+    for side in ("teacher", "student"):
+        run_quality(full, workdir, modality=getattr(full.quality, side).modality, device=device, out=out)
+    alone = _recipe(recipe_name, _merge(common, {"name": "student-alone", "method": STUDENT_ALONE}))
+    runs = {"student alone": _fit(alone, workdir, "train", device, out),
+            "full method": _fit(full, workdir, "distill", device, out)}
+
+    tasks = ["speaker-verification"] if task == "speaker" else ["classification"]
+    reports = {}
+    for label, checkpoint in runs.items():
+        for evaluation in tasks + (["cross-modal-matching"] if label == "full method" and task == "speaker" else []):
+            recipe = full if label == "full method" else alone
+            result = run_evaluate(recipe, workdir, task=evaluation, checkpoint=checkpoint, device=device, out=out)
+            reports[(label, evaluation)] = result
+    rows = _comparison_rows(reports)
+    out.table(f"xmd demo: {task} (seed {seed}; test split of {prepared['samples']} samples)", rows,
+              ("run", "task", "metric", "value"))
+    return {"task": task, "workdir": str(workdir), "seed": seed, "tiny": tiny,
+            "reports": {f"{label} / {evaluation}": r.get("report") for (label, evaluation), r in reports.items()}}
+
+
+HEADLINE = {"speaker-verification": ["eer", "min_dcf@0.01"], "classification": ["top1", "top5"],
+            "cross-modal-matching": ["match_1:2_s2t", "match_1:2_t2s", "verification_auc"]}
+
+
+def _comparison_rows(reports: dict) -> list[tuple]:
+    rows = []
+    for (label, evaluation), result in reports.items():
+        metrics = result.get("metrics", {})
+        for name in HEADLINE[evaluation]:
+            value = metrics.get(name)
+            if isinstance(value, dict):
+                value = value.get("value")
+            rows.append((label, evaluation, name, "-" if value is None else f"{value:.4f}"))
+    return rows

@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from xmd_cli import __version__
 from xmd_cli.console import Output
@@ -29,6 +28,22 @@ def training_labels(manifest: Manifest) -> dict[str, int]:
     if len(labels) < 2:
         raise XmdError(f"{manifest.workdir}: the train split has {len(labels)} class(es); training needs at least 2")
     return {label: i for i, label in enumerate(labels)}
+
+
+def subsample(dataset, fraction: float, seed: int) -> None:
+    """Keep `fraction` of each class's samples (at least one), chosen by a seeded shuffle."""
+    if fraction >= 1:
+        return
+    rng = np.random.default_rng([seed, 7919])
+    by_class: dict[int, list[int]] = {}
+    for position, target in enumerate(dataset.targets):
+        by_class.setdefault(target, []).append(position)
+    keep = set()
+    for target in sorted(by_class):
+        positions = by_class[target]
+        count = max(1, int(round(fraction * len(positions))))
+        keep.update(rng.permutation(positions)[:count].tolist())
+    restrict(dataset, {dataset.samples[p].id for p in keep})
 
 
 def restrict(dataset, keep) -> None:
@@ -52,6 +67,7 @@ def run_fit(recipe: Recipe, workdir: Path, *, kind: str, device: str = "auto", r
         student_config = recipe.student
         train_set = build_dataset(manifest, "train", student_config, train=True, seed=recipe.seed,
                                   noise_snr=recipe.training.noise_snr, labels=labels)
+        subsample(train_set, recipe.training.train_fraction, recipe.seed)
         has_validation = any(s.split == "validation" for s in manifest.samples)
         val_set = (build_dataset(manifest, "validation", student_config, train=False, labels=labels)
                    if has_validation else None)

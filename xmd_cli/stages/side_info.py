@@ -8,6 +8,8 @@ distillation terms) and the two quality vectors.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -58,8 +60,8 @@ class DistillationInputs:
         return set(self.present)
 
     def provenance(self) -> dict:
-        return {"teacher_store": str(self.teacher_path), "teacher_fingerprint": self.teacher.meta["fingerprint"],
-                "quality_stores": {side: str(r.directory) for side, r in self.quality.items()}}
+        return {"teacher_store": str(Path(self.teacher_path).resolve()), "teacher_fingerprint": self.teacher.meta["fingerprint"],
+                "quality_stores": {side: str(Path(r.directory).resolve()) for side, r in self.quality.items()}}
 
     def __call__(self, indices: torch.Tensor) -> dict:
         ids = [self.dataset.samples[i].id for i in indices.tolist()]

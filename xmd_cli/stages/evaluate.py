@@ -1,0 +1,98 @@
+"""`xmd evaluate`: measure a checkpoint (or a score file) and write report.json, report.md and plots.
+
+Tasks (docs/evaluation.md defines every number):
+  speaker-verification   a trial list scored by cosine (+ mean / AS-norm), EER, minDCF, DET,
+                         identification; or `--scores FILE`, scores made elsewhere
+  classification         the checkpoint's classifier on the test split
+  cross-modal-matching   the student against projected teacher rows on the test split
+Reports go to `--out DIR` or WORKDIR/reports/<run>-<task>/. `run_compare` sets
+reports side by side.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from xmd_cli.console import Output
+from xmd_cli.errors import XmdError
+from xmd_cli.metrics.report import compare_reports, read_report, report_rows, write_report
+from xmd_cli.recipe import Recipe
+from xmd_cli.stages.evaluation.model import TASKS
+
+
+def _report_dir(workdir: Path, name: str, task: str, out_dir: Path | None) -> Path:
+    return Path(out_dir) if out_dir is not None else Path(workdir) / "reports" / f"{name}-{task}"
+
+
+def _with_model(recipe: Recipe, workdir: Path, task: str, checkpoint: Path | None, trials: str | None,
+                device: str, allow_stale: bool, out: Output, out_dir: Path | None):
+    from xmd_cli.data.manifest import read_manifest
+    from xmd_cli.metrics.scorefile import file_sha256
+    from xmd_cli.stages.evaluation.model import default_checkpoint, load_checkpoint
+    from xmd_cli.training.distributed import resolve_device
+
+    manifest = read_manifest(workdir)  # first: a work directory without data fails before any model loads
+    directory = Path(checkpoint) if checkpoint is not None else default_checkpoint(recipe, workdir)
+    model = load_checkpoint(directory, resolve_device(device))
+    name = recipe.name if checkpoint is None else model.meta.get("recipe", directory.parent.parent.name)
+    target = _report_dir(workdir, name, task, out_dir)
+    target.mkdir(parents=True, exist_ok=True)
+    out.note(f"[bold]xmd evaluate[/bold] {task}: {model.describe} on {manifest.workdir}, {model.device}")
+    common = {"manifest": manifest, "model": model, "out_dir": target, "allow_stale": allow_stale, "out": out}
+    if task == "speaker-verification":
+        from xmd_cli.stages.evaluation.verification import evaluate_verification
+        parts = evaluate_verification(recipe, trials=trials, **common)
+    elif task == "classification":
+        from xmd_cli.stages.evaluation.closed_set import evaluate_classification
+        parts = evaluate_classification(recipe, **common)
+    else:
+        from xmd_cli.stages.evaluation.matching import evaluate_matching
+        parts = evaluate_matching(recipe, **common)
+    parts["fingerprints"] = {"checkpoint": str(directory),
+                             "checkpoint_weights_sha256": file_sha256(directory / "weights.safetensors"),
+                             "checkpoint_manifest_sha256": model.meta.get("manifest_sha256"),
+                             "manifest_sha256": manifest.fingerprint, **parts["fingerprints"]}
+    if model.notes:
+        parts["protocol"]["notes"] = list(model.notes)
+        for note in model.notes:
+            out.note(f"[yellow]note:[/yellow] {note}")
+    return name, target, parts
+
+
+def run_evaluate(recipe: Recipe, workdir: Path, *, task: str | None = None, checkpoint: Path | None = None,
+                 scores: Path | None = None, trials: str | None = None, out_dir: Path | None = None,
+                 device: str = "auto", allow_stale: bool = False, out: Output | None = None) -> dict:
+    """Evaluate, write the report, print its table; returns the report with its file paths."""
+    out = out or Output()
+    task = task or recipe.evaluation.task
+    if task not in TASKS:
+        raise XmdError(f"--task {task!r} is not one of {', '.join(TASKS)}")
+    if scores is not None:
+        if task != "speaker-verification":
+            raise XmdError(f"--scores measures verification scores; it cannot do --task {task}",
+                           hint="drop --task or use --task speaker-verification")
+        if checkpoint is not None:
+            raise XmdError("--scores and --checkpoint exclude each other: a score file needs no model")
+        from xmd_cli.stages.evaluation.verification import evaluate_score_file
+
+        name = Path(scores).stem
+        target = _report_dir(workdir, name, task, out_dir)
+        target.mkdir(parents=True, exist_ok=True)
+        parts = evaluate_score_file(recipe, workdir, Path(scores), trials=trials, out_dir=target)
+    else:
+        name, target, parts = _with_model(recipe, workdir, task, checkpoint, trials, device, allow_stale, out,
+                                          out_dir)
+    seeds = {"seed": recipe.seed}
+    json_path, md_path = write_report(target, task=task, title=name, seeds=seeds, **parts)
+    report = read_report(json_path)
+    out.table(f"{name}: {task} ({report['backend']})", report_rows(report), ("metric", "value", "chance"))
+    out.note(f"report: {json_path}")
+    return {**report, "report_json": str(json_path), "report_md": str(md_path)}
+
+
+def run_compare(paths: list[Path], out: Output | None = None) -> dict:
+    """Set reports side by side: one row a metric, one column a report (task and back-end first)."""
+    out = out or Output()
+    columns, rows = compare_reports([Path(p) for p in paths])
+    out.table("compare", rows, tuple(columns))
+    return {"columns": columns, "rows": [list(row) for row in rows]}
