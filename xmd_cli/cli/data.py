@@ -9,6 +9,7 @@ import typer
 
 from xmd_cli.cli.app import (DEFAULT_WORKDIR, Device, DeviceOpt, JsonOpt, QuietOpt, RecipeOpt, SeedOpt, SetOpt,
                              VerboseOpt, WorkdirOpt, app, load, output, split_pair, user_errors)
+from xmd_cli.console import Output
 
 
 # ---------------------------------------------------------------- prepare
