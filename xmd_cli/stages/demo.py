@@ -104,7 +104,7 @@ def run_demo(*, task: str, tiny: bool, workdir: Path, seed: int | None, device: 
             result = run_evaluate(recipe, workdir, task=evaluation, checkpoint=checkpoint, device=device, out=out)
             reports[(label, evaluation)] = result
     rows = _comparison_rows(reports)
-    out.table(f"xmd demo: {task} (seed {seed}; test split of {prepared['samples']} samples)", rows,
+    out.table(f"xmd demo: {task} (seed {seed}, {prepared['samples']} samples; test split)", rows,
               ("run", "task", "metric", "value"))
     return {"task": task, "workdir": str(workdir), "seed": seed, "tiny": tiny,
             "reports": {f"{label} / {evaluation}": r.get("report") for (label, evaluation), r in reports.items()}}
