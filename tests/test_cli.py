@@ -11,7 +11,7 @@ from xmd_cli.cli import app
 
 runner = CliRunner()
 SUBCOMMANDS = ["prepare", "extract-teacher", "score-quality", "train", "distill", "evaluate",
-               "ablate", "demo", "shards", "recipes"]
+               "ablate", "diagnose", "demo", "shards", "recipes"]
 
 
 def test_help_lists_every_subcommand():

@@ -25,8 +25,9 @@ class Modality(str, Enum):
 def extract_teacher(recipe: RecipeOpt = None, workdir: WorkdirOpt = DEFAULT_WORKDIR, set_: SetOpt = None,
                     weights: Annotated[Optional[str], typer.Option(help="Teacher weights: vggface2, casia-webface, "
                                                                         "a file, a checkpoint or model directory.")] = None,
-                    kind: Annotated[Optional[str], typer.Option(help="Teacher kind: face, text or checkpoint "
-                                                                     "(default: the recipe's).")] = None,
+                    kind: Annotated[Optional[str], typer.Option(help="Teacher kind: face, text, checkpoint, or a "
+                                                                     "control (random, class-mean, shuffled, with "
+                                                                     "--set teacher.source_kind=...); default: the recipe's.")] = None,
                     device: DeviceOpt = Device.auto, force: ForceOpt = False, nproc: NprocOpt = 1,
                     json_: JsonOpt = False, verbose: VerboseOpt = 0, quiet: QuietOpt = False):
     """Run the teacher once over the dataset; its embeddings go to WORKDIR/teacher/<fingerprint>."""

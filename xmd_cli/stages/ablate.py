@@ -39,8 +39,8 @@ PAPER_GRID: dict[str, dict] = {
                         "qaw": {"enabled": True}}},
 }
 # Control teachers beside the real one: the full method fed a label-only or shuffled teacher.
-CONTROLS = {f"full/{kind}": {**PAPER_GRID["full"], "teacher": {"kind": kind}}
-            for kind in ("class-mean", "shuffled", "random")}
+CONTROL_KINDS = ("class-mean", "shuffled", "random")
+CONTROLS = {f"full/{kind}": {**PAPER_GRID["full"], "teacher": {"kind": kind}} for kind in CONTROL_KINDS}
 GRIDS = {"paper": {**PAPER_GRID, **CONTROLS}, "paper-no-controls": PAPER_GRID,
          "quick": {k: PAPER_GRID[k] for k in ("none", "hard-cosine", "full")}}
 HEADLINE = {"speaker-verification": "eer", "classification": "top1", "cross-modal-matching": "match_1:2_s2t"}
@@ -96,9 +96,13 @@ def run_ablate(recipe: Recipe, recipe_path: Path | None, overrides: list[str], w
     for row, changes in rows.items():
         for seed in range(seeds):
             name = f"ablate-{row.replace('/', '-')}-s{seed}"
+            if changes.get("teacher", {}).get("kind") in CONTROL_KINDS and recipe.teacher.kind not in CONTROL_KINDS:
+                # A control teacher is derived from the recipe's real teacher store.
+                changes = _merge(changes, {"teacher": {"source_kind": recipe.teacher.kind,
+                                                       "source_weights": recipe.teacher.weights}})
             run = load_recipe(recipe_path, overrides, _merge(changes, {"name": name, "seed": seed}))
             kind = "train" if row == "none" else "distill"
-            if kind == "distill" and run.teacher.kind in ("class-mean", "shuffled", "random"):
+            if kind == "distill" and run.teacher.kind in CONTROL_KINDS:
                 run_extract(run, workdir, device=device, out=out)  # a derived store: seconds
             run_dir = workdir / "runs" / name
             finished = run_dir / "checkpoints" / "last" / "meta.json"

@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from torch.utils.data import DataLoader, Dataset
 
 from xmd_cli.console import Output
@@ -55,6 +54,10 @@ def run_extract(recipe: Recipe, workdir: Path, *, device: str = "auto", force: b
                 out: Output | None = None) -> dict:
     out = out or Output()
     workdir = Path(workdir)
+    if recipe.teacher.kind in ("random", "class-mean", "shuffled"):
+        # A control teacher runs no network: it is derived from a real teacher's store.
+        from xmd_cli.teachers.controls import run_control
+        return run_control(recipe, workdir, force=force, out=out)
     context = init_distributed(device)
     try:
         manifest = read_manifest(workdir)

@@ -19,8 +19,15 @@ from xmd_cli.shards import diff, store_dir
 from xmd_cli.shards.format import read_meta
 
 
-def teacher_description(config: TeacherConfig) -> dict:
-    """The teacher's own part of the fingerprint: kind, weights hash, preprocessing."""
+def teacher_description(config: TeacherConfig, manifest: Manifest | None = None) -> dict:
+    """The teacher's own part of the fingerprint: kind, weights hash, preprocessing.
+
+    A control teacher's part names its kind, seed and its source store's fingerprint,
+    which depends on the manifest: controls need `manifest`.
+    """
+    if config.kind in ("random", "class-mean", "shuffled"):
+        from xmd_cli.teachers.controls import describe_control
+        return describe_control(config, manifest)
     if config.kind == "face":
         from xmd_cli.teachers.face import describe
     elif config.kind == "text":
@@ -35,7 +42,7 @@ def teacher_description(config: TeacherConfig) -> dict:
 
 
 def teacher_components(config: TeacherConfig, manifest: Manifest, description: dict | None = None) -> dict:
-    return {**(description or teacher_description(config)), "manifest_sha256": manifest.fingerprint,
+    return {**(description or teacher_description(config, manifest)), "manifest_sha256": manifest.fingerprint,
             "dtype": config.dtype, "frames": config.frames, "xmd_version": __version__}
 
 

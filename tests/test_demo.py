@@ -1,0 +1,36 @@
+"""`xmd demo --tiny` through the real CLI: every stage leaves its outputs, the reports parse."""
+
+import json
+import os
+import subprocess
+import sys
+
+
+def test_tiny_demo_runs_every_stage(tmp_path):
+    command = [sys.executable, "-m", "xmd_cli", "demo", "--tiny", "-w", "demo", "--json", "-q"]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout)
+    work = tmp_path / "demo" / "speaker"
+    assert (work / "manifest.jsonl").exists() and (work / "prepare-report.json").exists()
+    assert (work / "runs" / "face-teacher" / "checkpoints" / "best" / "weights.safetensors").exists()
+    (teacher,) = (work / "teacher").glob("*/meta.json")
+    assert json.loads(teacher.read_text())["components"]["teacher"] == "checkpoint"
+    modalities = {json.loads(p.read_text())["components"]["scorer"] for p in (work / "quality").glob("*/meta.json")}
+    assert modalities == {"face", "speech"}
+    for run in ("student-alone", "full"):
+        assert (work / "runs" / run / "metrics.jsonl").exists()
+    reports = summary["reports"]
+    assert set(reports) == {"student alone / speaker-verification", "full method / speaker-verification",
+                            "full method / cross-modal-matching"}
+    for path in reports.values():
+        report = json.loads(open(path).read())
+        assert report["metrics"] and report["backend"]
+    eer = json.loads(open(reports["full method / speaker-verification"]).read())["metrics"]["eer"]
+    assert 0 <= (eer["value"] if isinstance(eer, dict) else eer) <= 1
+    checkpoint = work / "runs" / "full" / "checkpoints" / "last" / "weights.safetensors"
+    stamp = checkpoint.stat().st_mtime_ns
+    again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert checkpoint.stat().st_mtime_ns == stamp, "a rerun reuses finished runs"

@@ -1,0 +1,1 @@
+"""Generated demo datasets: synthetic-persons (faces + voices)."""

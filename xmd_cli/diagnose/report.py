@@ -1,0 +1,143 @@
+"""The diagnose report: report.json (every number), report.md (the verdicts first), PNG plots, the table rows."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg", force=True)  # no display is ever needed
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def plain(value):
+    """JSON-safe copy: numpy scalars to Python, NaN to None, arrays dropped (they live in the plots)."""
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items() if not isinstance(v, (np.ndarray, tuple))}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        return None if not np.isfinite(value) else round(float(value), 6)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def summary_rows(report: dict) -> list[tuple[str, str, str]]:
+    """(diagnostic, what was measured, verdict) for the rich table and report.md."""
+    sep, beyond = report["separability"], report["beyond_label"]
+    cka, quality, verdicts = report.get("cka"), report.get("quality_reliability"), report["verdicts"]
+    rows = []
+    if "skipped" not in sep:
+        rows.append(("separability", f"probe {sep['linear_probe_accuracy']:.3f}, centroid "
+                     f"{sep['nearest_centroid_accuracy']:.3f}, chance {sep['chance']:.3f}; cosine within "
+                     f"{sep['within_cosine']:.3f} / between {sep['between_cosine']:.3f}",
+                     verdicts["separability"]["code"]))
+    if "skipped" not in beyond:
+        found = [f"{a['attribute']} {a['score']:.2f} (null {a['null_mean']:.2f}, p {a['p']:.2f})"
+                 for a in beyond["attributes"] if "score" in a]
+        directions = beyond["shared_directions"]
+        rows.append(("beyond the label", f"within-class share {beyond['within_class_share']:.3f}; recurring "
+                     f"directions {directions.get('explained', float('nan')):.3f} vs null "
+                     f"{directions.get('null_mean', float('nan')):.3f}" + ("; " + ", ".join(found) if found else ""),
+                     verdicts["beyond_label"]["code"]))
+    if cka:
+        rows.append(("shared structure (CKA)", f"overall {cka['overall']['cka']:.3f} (null "
+                     f"{cka['overall']['null_mean']:.3f}), within classes {cka['within_class']['cka']:.3f} "
+                     f"(null {cka['within_class']['null_mean']:.3f}, p {cka['within_class']['p']:.3f})",
+                     verdicts["cka"]["code"]))
+    else:
+        rows.append(("shared structure (CKA)", "not measured", verdicts["cka"]["code"]))
+    if quality and "spearman_rho" in quality:
+        rows.append(("quality vs reliability", f"Spearman rho {quality['spearman_rho']:+.3f} (p {quality['p']:.3g}); "
+                     f"distance to centroid, worst quarter {quality['distance_low_quality']:.3f} / best "
+                     f"{quality['distance_high_quality']:.3f}", verdicts["quality_reliability"]["code"]))
+    else:
+        rows.append(("quality vs reliability", "not measured", verdicts["quality_reliability"]["code"]))
+    return rows
+
+
+def render_markdown(report: dict) -> str:
+    lines = ["# xmd diagnose", "", f"**{report['headline']}**", "",
+             f"Teacher store `{report['teacher_store']}` ({report['teacher_kind']}, {report['samples']} samples, "
+             f"{report['classes']} classes); {report['how']}", "", "## Verdicts", ""]
+    names = {"separability": "Teacher separability", "beyond_label": "Information beyond the label",
+             "cka": "Shared structure across modalities", "quality_reliability": "Quality vs teacher reliability"}
+    lines += [f"- **{names[key]}** ({v['code']}): {v['text']}" for key, v in report["verdicts"].items()]
+    lines += ["", "## Measurements", "", "| diagnostic | measured | verdict |", "|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in summary_rows(report)]
+    attributes = [a for a in report["beyond_label"].get("attributes", [])]
+    if attributes:
+        lines += ["", "## Attributes predicted from the within-class residual", "",
+                  "| attribute | metric | score | null mean | p | note |", "|---|---|---|---|---|---|"]
+        for a in attributes:
+            if "score" in a:
+                lines.append(f"| {a['attribute']} | {a['metric']} | {a['score']:.3f} | {a['null_mean']:.3f} | "
+                             f"{a['p']:.3f} | |")
+            else:
+                lines.append(f"| {a['attribute']} | | | | | {a['skipped']} |")
+    if report.get("plots"):
+        lines += ["", "## Plots", ""] + [f"![{Path(p).stem}]({Path(p).name})" for p in report["plots"]]
+    return "\n".join(lines) + "\n"
+
+
+def plot_cosines(path: Path, within: np.ndarray, between: np.ndarray) -> Path:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
+    bins = np.linspace(-1, 1, 61)
+    ax.hist(between, bins=bins, alpha=0.6, density=True, label=f"different class ({len(between)} pairs)")
+    ax.hist(within, bins=bins, alpha=0.6, density=True, label=f"same class ({len(within)} pairs)")
+    ax.set(xlabel="cosine of teacher embeddings", ylabel="density", title="Teacher separability")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_cka(path: Path, cka: dict) -> Path:
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), dpi=110)
+    for ax, key, title in ((axes[0], "overall", "overall"), (axes[1], "within_class", "within classes")):
+        part = cka[key]
+        ax.hist(part["null"], bins=30, color="grey", alpha=0.7, label="rows shuffled")
+        ax.axvline(part["cka"], color="crimson", lw=2, label=f"observed {part['cka']:.3f}")
+        ax.set(xlabel="linear CKA", title=f"Teacher vs student, {title}")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_quality(path: Path, quality: np.ndarray, distance: np.ndarray) -> Path:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 4), dpi=110)
+    ax.scatter(quality, distance, s=8, alpha=0.6)
+    ax.set(xlabel="teacher-side quality score", ylabel="cosine distance to class centroid (leave-one-out)",
+           title="Quality vs teacher reliability")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def write_diagnose_report(out_dir: Path, report: dict) -> dict:
+    """Write report.json and report.md into `out_dir`; returns the JSON-safe report."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    clean = plain(report)
+    _atomic_write(out_dir / "report.json", json.dumps(clean, indent=1) + "\n")
+    _atomic_write(out_dir / "report.md", render_markdown(clean))
+    return clean
