@@ -1,1 +1,1 @@
-"""Generated demo datasets: synthetic-persons (faces + voices)."""
+"""Generated demo datasets: synthetic-persons (faces + voices) and synthetic-captions."""
