@@ -13,7 +13,13 @@ import numpy as np
 from scipy.signal import welch
 
 from xmd_cli.data.synthetic.degrade import active_power, coloured_noise
-from xmd_cli.data.synthetic.voices import ESPEAK_RATE, Speaker, VoiceSpec, resample, sentence
+from xmd_cli.data.synthetic.voices import (
+    ESPEAK_RATE,
+    Speaker,
+    VoiceSpec,
+    resample,
+    sentence,
+)
 
 RATE = 16000
 NOISE_KINDS = ("white", "pink", "speech-shaped", "babble")

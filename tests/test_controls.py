@@ -13,7 +13,12 @@ from xmd_cli.data.manifest import Sample, read_manifest, write_manifest
 from xmd_cli.recipe import load_recipe
 from xmd_cli.shards import ShardReader, ShardWriter, store_dir
 from xmd_cli.stages.stores import find_store, teacher_components
-from xmd_cli.teachers.controls import class_mean_rows, random_rows, run_control, shuffled_donors
+from xmd_cli.teachers.controls import (
+    class_mean_rows,
+    random_rows,
+    run_control,
+    shuffled_donors,
+)
 
 runner = CliRunner()
 LABELS = ["a"] * 5 + ["b"] * 4 + ["c"] * 3 + ["d"]

@@ -15,7 +15,11 @@ from typer.testing import CliRunner
 from xmd_cli.cli import app
 from xmd_cli.data.manifest import Sample, read_manifest, write_manifest
 from xmd_cli.diagnose import verdicts as v
-from xmd_cli.diagnose.beyond_label import beyond_label, flatten_attributes, within_class_share
+from xmd_cli.diagnose.beyond_label import (
+    beyond_label,
+    flatten_attributes,
+    within_class_share,
+)
 from xmd_cli.diagnose.cka import cka_report, linear_cka
 from xmd_cli.diagnose.common import encode
 from xmd_cli.diagnose.quality_reliability import centroid_distances, quality_reliability

@@ -9,8 +9,15 @@ from PIL import Image
 from torchaudio.compliance import kaldi
 
 from xmd_cli.errors import XmdError
-from xmd_cli.features import (IMAGE_MEAN, IMAGE_STD, SpeechFeatures, add_noise, image_transform,
-                              measured_snr_db, random_crop)
+from xmd_cli.features import (
+    IMAGE_MEAN,
+    IMAGE_STD,
+    SpeechFeatures,
+    add_noise,
+    image_transform,
+    measured_snr_db,
+    random_crop,
+)
 
 RATE = 16000
 

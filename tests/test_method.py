@@ -7,8 +7,14 @@ import torch
 import torch.nn.functional as F
 
 from xmd_cli.errors import XmdError
-from xmd_cli.method import (AAMClassifier, DistillationLoss, ProjectionHead, logit_kd, margin_loss,
-                            qaw_weights)
+from xmd_cli.method import (
+    AAMClassifier,
+    DistillationLoss,
+    ProjectionHead,
+    logit_kd,
+    margin_loss,
+    qaw_weights,
+)
 from xmd_cli.recipe import MethodConfig, QAWConfig
 
 

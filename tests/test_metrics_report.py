@@ -8,7 +8,12 @@ import pytest
 from xmd_cli.errors import XmdError
 from xmd_cli.metrics.classification import classification_summary
 from xmd_cli.metrics.matching import matching_summary
-from xmd_cli.metrics.report import compare_reports, format_value, report_rows, write_report
+from xmd_cli.metrics.report import (
+    compare_reports,
+    format_value,
+    report_rows,
+    write_report,
+)
 from xmd_cli.metrics.verification import verification_summary
 
 

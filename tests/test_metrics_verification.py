@@ -9,8 +9,14 @@ from speechbrain.utils.metric_stats import minDCF as sb_min_dcf
 
 from xmd_cli.errors import XmdError
 from xmd_cli.metrics.plots import det_curve_png
-from xmd_cli.metrics.verification import (eer, min_dcf, operating_points, points_from_sorted,
-                                          roc_auc_from_points, verification_summary)
+from xmd_cli.metrics.verification import (
+    eer,
+    min_dcf,
+    operating_points,
+    points_from_sorted,
+    roc_auc_from_points,
+    verification_summary,
+)
 
 
 def random_scores(seed, decimals):

@@ -4,8 +4,16 @@ import numpy as np
 import pytest
 import soundfile as sf
 from scipy.stats import spearmanr
+from speech_fixtures import (
+    OTHER_VOICES,
+    RATE,
+    TARGET_VOICES,
+    mix,
+    noise,
+    snr_estimates,
+    synthesise,
+)
 
-from speech_fixtures import OTHER_VOICES, RATE, TARGET_VOICES, mix, noise, snr_estimates, synthesise
 from xmd_cli.errors import XmdError
 from xmd_cli.quality import get_scorer
 from xmd_cli.quality.speech import WADA_SNR_DB, WADA_TABLE, wada_snr, wada_table

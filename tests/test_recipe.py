@@ -5,7 +5,13 @@ from pathlib import Path
 import pytest
 
 from xmd_cli.errors import XmdError
-from xmd_cli.recipe import Recipe, dump_recipe, load_recipe, parse_override, save_resolved
+from xmd_cli.recipe import (
+    Recipe,
+    dump_recipe,
+    load_recipe,
+    parse_override,
+    save_resolved,
+)
 from xmd_cli.recipe_files import find_recipe, list_recipes, schema_rows
 
 SHIPPED = sorted((Path(__file__).parent.parent / "recipes").glob("*.yaml"))

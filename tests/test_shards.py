@@ -11,7 +11,15 @@ import numpy as np
 import pytest
 
 from xmd_cli.errors import XmdError
-from xmd_cli.shards import ShardReader, ShardWriter, export, merge_index, store_dir, summary, verify
+from xmd_cli.shards import (
+    ShardReader,
+    ShardWriter,
+    export,
+    merge_index,
+    store_dir,
+    summary,
+    verify,
+)
 from xmd_cli.shards.format import atomic_write, list_shards, read_header, shard_bytes
 
 DIM = 24

@@ -19,7 +19,14 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from xmd_cli.data.synthetic import degrade
-from xmd_cli.data.synthetic.persons import MARKER, NAME, effective_parameters, plan, read, render_batch
+from xmd_cli.data.synthetic.persons import (
+    MARKER,
+    NAME,
+    effective_parameters,
+    plan,
+    read,
+    render_batch,
+)
 from xmd_cli.data.synthetic.voices import ACCENTS, Speaker, VoiceSpec, sentence
 from xmd_cli.errors import XmdError
 from xmd_cli.recipe import DataConfig, PersonsConfig

@@ -55,7 +55,9 @@ class EcapaEncoder(nn.Module):
 
     def __init__(self, n_mels: int, embedding_dim: int, channels: list[int], attention_channels: int):
         super().__init__()
-        from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN  # heavy import: only when built
+        from speechbrain.lobes.models.ECAPA_TDNN import (
+            ECAPA_TDNN,  # heavy import: only when built
+        )
 
         if len(channels) != 5:
             raise XmdError(f"student.channels: ECAPA-TDNN needs 5 values (4 blocks + the aggregation), "

@@ -6,8 +6,21 @@ from typing import Annotated, Optional
 
 import typer
 
-from xmd_cli.cli.app import (DEFAULT_WORKDIR, Device, DeviceOpt, JsonOpt, QuietOpt, RecipeOpt, SetOpt, VerboseOpt,
-                             WorkdirOpt, app, load, output, user_errors)
+from xmd_cli.cli.app import (
+    DEFAULT_WORKDIR,
+    Device,
+    DeviceOpt,
+    JsonOpt,
+    QuietOpt,
+    RecipeOpt,
+    SetOpt,
+    VerboseOpt,
+    WorkdirOpt,
+    app,
+    load,
+    output,
+    user_errors,
+)
 from xmd_cli.errors import XmdError
 
 

@@ -7,8 +7,23 @@ from typing import Annotated, Optional
 
 import typer
 
-from xmd_cli.cli.app import (DEFAULT_WORKDIR, Device, DeviceOpt, JsonOpt, QuietOpt, RecipeOpt, SeedOpt, SetOpt,
-                             VerboseOpt, WorkdirOpt, app, load, output, split_pair, user_errors)
+from xmd_cli.cli.app import (
+    DEFAULT_WORKDIR,
+    Device,
+    DeviceOpt,
+    JsonOpt,
+    QuietOpt,
+    RecipeOpt,
+    SeedOpt,
+    SetOpt,
+    VerboseOpt,
+    WorkdirOpt,
+    app,
+    load,
+    output,
+    split_pair,
+    user_errors,
+)
 from xmd_cli.console import Output
 
 

@@ -7,8 +7,22 @@ from typing import Annotated, Optional
 
 import typer
 
-from xmd_cli.cli.app import (DEFAULT_WORKDIR, AllowStaleOpt, Device, DeviceOpt, JsonOpt, QuietOpt, RecipeOpt, SetOpt,
-                             VerboseOpt, WorkdirOpt, app, load, output, user_errors)
+from xmd_cli.cli.app import (
+    DEFAULT_WORKDIR,
+    AllowStaleOpt,
+    Device,
+    DeviceOpt,
+    JsonOpt,
+    QuietOpt,
+    RecipeOpt,
+    SetOpt,
+    VerboseOpt,
+    WorkdirOpt,
+    app,
+    load,
+    output,
+    user_errors,
+)
 
 
 @app.command("diagnose")

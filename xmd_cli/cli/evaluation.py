@@ -8,8 +8,23 @@ from typing import Annotated, Optional
 
 import typer
 
-from xmd_cli.cli.app import (DEFAULT_WORKDIR, Device, DeviceOpt, JsonOpt, QuietOpt, RecipeOpt, SeedOpt, SetOpt,
-                             VerboseOpt, WorkdirOpt, app, load, output, recipe_options, user_errors)
+from xmd_cli.cli.app import (
+    DEFAULT_WORKDIR,
+    Device,
+    DeviceOpt,
+    JsonOpt,
+    QuietOpt,
+    RecipeOpt,
+    SeedOpt,
+    SetOpt,
+    VerboseOpt,
+    WorkdirOpt,
+    app,
+    load,
+    output,
+    recipe_options,
+    user_errors,
+)
 from xmd_cli.errors import XmdError
 
 

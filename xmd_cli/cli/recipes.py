@@ -6,8 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from xmd_cli.cli.app import (JsonOpt, SetOpt,
-                             load, output, recipes_app, user_errors)
+from xmd_cli.cli.app import JsonOpt, SetOpt, load, output, recipes_app, user_errors
 from xmd_cli.errors import XmdError
 
 

@@ -8,8 +8,25 @@ from typing import Annotated, Optional
 
 import typer
 
-from xmd_cli.cli.app import (DEFAULT_WORKDIR, Device, DeviceOpt, ForceOpt, JsonOpt, NprocOpt, QuietOpt, RecipeOpt,
-                             SetOpt, VerboseOpt, WorkdirOpt, app, load, output, relaunch_under_torchrun, shards_app, user_errors)
+from xmd_cli.cli.app import (
+    DEFAULT_WORKDIR,
+    Device,
+    DeviceOpt,
+    ForceOpt,
+    JsonOpt,
+    NprocOpt,
+    QuietOpt,
+    RecipeOpt,
+    SetOpt,
+    VerboseOpt,
+    WorkdirOpt,
+    app,
+    load,
+    output,
+    relaunch_under_torchrun,
+    shards_app,
+    user_errors,
+)
 from xmd_cli.errors import XmdError
 
 

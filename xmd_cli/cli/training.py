@@ -2,9 +2,27 @@
 
 from __future__ import annotations
 
-from xmd_cli.cli.app import (DEFAULT_WORKDIR, AllowStaleOpt, Device, DeviceOpt, JsonOpt, NprocOpt, QuietOpt,
-                             RecipeOpt, ResumeOpt, SeedOpt, SetOpt, VerboseOpt, WorkdirOpt, app, load, output,
-                             recipe_options, relaunch_under_torchrun, user_errors)
+from xmd_cli.cli.app import (
+    DEFAULT_WORKDIR,
+    AllowStaleOpt,
+    Device,
+    DeviceOpt,
+    JsonOpt,
+    NprocOpt,
+    QuietOpt,
+    RecipeOpt,
+    ResumeOpt,
+    SeedOpt,
+    SetOpt,
+    VerboseOpt,
+    WorkdirOpt,
+    app,
+    load,
+    output,
+    recipe_options,
+    relaunch_under_torchrun,
+    user_errors,
+)
 
 
 def _fit(kind, recipe, workdir, set_, device, seed, resume, nproc, allow_stale, json_, verbose, quiet):

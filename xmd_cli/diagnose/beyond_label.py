@@ -26,7 +26,14 @@ from numbers import Number
 
 import numpy as np
 
-from xmd_cli.diagnose.common import encode, folds_for, permutation_p, residuals, unit_rows, with_min_count
+from xmd_cli.diagnose.common import (
+    encode,
+    folds_for,
+    permutation_p,
+    residuals,
+    unit_rows,
+    with_min_count,
+)
 
 MAX_VALUES = 12  # an attribute with more distinct values than this and numeric values is treated as a number
 

@@ -20,7 +20,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from xmd_cli.diagnose.common import encode, permutation_p, residuals, unit_rows, with_min_count
+from xmd_cli.diagnose.common import (
+    encode,
+    permutation_p,
+    residuals,
+    unit_rows,
+    with_min_count,
+)
 
 
 def linear_cka(x: np.ndarray, y: np.ndarray) -> float:

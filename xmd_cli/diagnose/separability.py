@@ -11,7 +11,13 @@ import warnings
 
 import numpy as np
 
-from xmd_cli.diagnose.common import encode, folds_for, stratified_subset, unit_rows, with_min_count
+from xmd_cli.diagnose.common import (
+    encode,
+    folds_for,
+    stratified_subset,
+    unit_rows,
+    with_min_count,
+)
 
 
 def cosine_summary(rows: np.ndarray, codes: np.ndarray) -> dict:

@@ -34,7 +34,11 @@ from __future__ import annotations
 import numpy as np
 
 from xmd_cli.errors import XmdError
-from xmd_cli.metrics.verification import eer_from_points, points_from_sorted, roc_auc_from_points
+from xmd_cli.metrics.verification import (
+    eer_from_points,
+    points_from_sorted,
+    roc_auc_from_points,
+)
 
 _BLOCK = 1 << 22  # values (32 MB of float64) computed at once: bounds memory at any data size
 

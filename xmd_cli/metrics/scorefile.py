@@ -14,13 +14,13 @@ must have a score: a scorer that silently drops trials measures a different list
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 
 from xmd_cli.errors import XmdError
 from xmd_cli.metrics.verification import verification_summary
+from xmd_cli.shards.fingerprint import file_sha256
 
 _LABELS = {"1": True, "0": False, "target": True, "nontarget": False}
 
@@ -195,14 +195,6 @@ def _no_repeats(keys: list[tuple[str, str]], path: Path, numbers: np.ndarray) ->
         first, second = _first_repeat(keys)
         raise XmdError(f"{path}:{numbers[second]}: trial {keys[second][0]} {keys[second][1]} is scored "
                        f"twice (first at line {numbers[first]})")
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def score_file(scores_path: Path, trials_path: Path | None = None, *, p_targets=(0.01, 0.05),

@@ -28,8 +28,17 @@ from scipy import ndimage
 
 from xmd_cli.quality.combine import QualityResult, Scorer, Signal
 from xmd_cli.quality.image import (
-    BRIGHTNESS, CONTRAST, NOISE, OVEREXPOSED, SHARPNESS, as_rgb_image, grey, noise_sigma,
-    sharpness, tone_signals)
+    BRIGHTNESS,
+    CONTRAST,
+    NOISE,
+    OVEREXPOSED,
+    SHARPNESS,
+    as_rgb_image,
+    grey,
+    noise_sigma,
+    sharpness,
+    tone_signals,
+)
 
 CROP = 160  # the face teacher's input size (InceptionResnetV1)
 FLAT_BLOCK = 10  # block side in crop pixels (16 x 16 blocks)

@@ -27,8 +27,16 @@ from pathlib import Path
 import numpy as np
 
 from xmd_cli.errors import XmdError
-from xmd_cli.shards.format import (INDEX, NUMPY_OF_TAG, ShardFormatError, ShardHeader, atomic_write,
-                                   list_shards, read_header, read_meta)
+from xmd_cli.shards.format import (
+    INDEX,
+    NUMPY_OF_TAG,
+    ShardFormatError,
+    ShardHeader,
+    atomic_write,
+    list_shards,
+    read_header,
+    read_meta,
+)
 
 
 def scan_shards(directory: Path, ranks: set[int] | None = None) -> list[ShardHeader]:

@@ -14,8 +14,18 @@ from pathlib import Path
 import numpy as np
 
 from xmd_cli.errors import XmdError
-from xmd_cli.shards.format import (DTYPES, INDEX, META, TMP_PREFIX, ShardFormatError, ShardHeader, list_shards,
-                                   read_header, read_meta, rows_sha256)
+from xmd_cli.shards.format import (
+    DTYPES,
+    INDEX,
+    META,
+    TMP_PREFIX,
+    ShardFormatError,
+    ShardHeader,
+    list_shards,
+    read_header,
+    read_meta,
+    rows_sha256,
+)
 from xmd_cli.shards.index import build_index, load_index, map_file, stored_bytes
 from xmd_cli.shards.lock import lock_holder
 

@@ -18,8 +18,18 @@ import numpy as np
 
 from xmd_cli.errors import XmdError
 from xmd_cli.shards.fingerprint import Fingerprint, diff
-from xmd_cli.shards.format import (DTYPES, META, TMP_PREFIX, atomic_write, list_shards, make_meta, read_meta,
-                                   shard_bytes, shard_name, write_meta)
+from xmd_cli.shards.format import (
+    DTYPES,
+    META,
+    TMP_PREFIX,
+    atomic_write,
+    list_shards,
+    make_meta,
+    read_meta,
+    shard_bytes,
+    shard_name,
+    write_meta,
+)
 from xmd_cli.shards.index import merge_index, scan_shards
 from xmd_cli.shards.lock import WriterLock
 

@@ -20,7 +20,13 @@ from xmd_cli.diagnose import verdicts as v
 from xmd_cli.diagnose.beyond_label import beyond_label
 from xmd_cli.diagnose.cka import cka_report
 from xmd_cli.diagnose.quality_reliability import quality_reliability
-from xmd_cli.diagnose.report import plot_cka, plot_cosines, plot_quality, summary_rows, write_diagnose_report
+from xmd_cli.diagnose.report import (
+    plot_cka,
+    plot_cosines,
+    plot_quality,
+    summary_rows,
+    write_diagnose_report,
+)
 from xmd_cli.diagnose.separability import pair_cosines, separability
 from xmd_cli.errors import XmdError
 from xmd_cli.recipe import Recipe, save_resolved

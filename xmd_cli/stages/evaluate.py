@@ -15,7 +15,12 @@ from pathlib import Path
 
 from xmd_cli.console import Output
 from xmd_cli.errors import XmdError
-from xmd_cli.metrics.report import compare_reports, read_report, report_rows, write_report
+from xmd_cli.metrics.report import (
+    compare_reports,
+    read_report,
+    report_rows,
+    write_report,
+)
 from xmd_cli.recipe import Recipe
 from xmd_cli.stages.evaluation.model import TASKS
 
@@ -27,7 +32,7 @@ def _report_dir(workdir: Path, name: str, task: str, out_dir: Path | None) -> Pa
 def _with_model(recipe: Recipe, workdir: Path, task: str, checkpoint: Path | None, trials: str | None,
                 device: str, allow_stale: bool, out: Output, out_dir: Path | None):
     from xmd_cli.data.manifest import read_manifest
-    from xmd_cli.metrics.scorefile import file_sha256
+    from xmd_cli.shards.fingerprint import file_sha256
     from xmd_cli.stages.evaluation.model import default_checkpoint, load_checkpoint
     from xmd_cli.training.distributed import resolve_device
 

@@ -17,7 +17,15 @@ from pathlib import Path
 
 from xmd_cli.data.adapters import Problem, get_adapter
 from xmd_cli.data.checks import build_report, check_samples
-from xmd_cli.data.manifest import DATASET, LABELS, MANIFEST, SPLITS, Sample, Trial, write_manifest
+from xmd_cli.data.manifest import (
+    DATASET,
+    LABELS,
+    MANIFEST,
+    SPLITS,
+    Sample,
+    Trial,
+    write_manifest,
+)
 from xmd_cli.errors import XmdError
 from xmd_cli.recipe import Recipe, save_resolved
 

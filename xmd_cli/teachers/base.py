@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 from abc import ABC, abstractmethod
 from pathlib import Path
 
 import numpy as np
 
 from xmd_cli.data.manifest import Sample
+from xmd_cli.shards.fingerprint import file_sha256  # noqa: F401  (teachers hash their weights with it)
 
 
 class SampleFailure(Exception):
@@ -35,11 +35,3 @@ class Teacher(ABC):
     @abstractmethod
     def embed(self, items: list) -> list[np.ndarray | SampleFailure]:
         """One (frames, dim) float32 array, or a SampleFailure, per loaded item."""
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

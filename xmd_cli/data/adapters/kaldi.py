@@ -22,7 +22,12 @@ import re
 from pathlib import Path
 
 from xmd_cli.data.adapters import AdapterOutput, Problem
-from xmd_cli.data.adapters.voxceleb import dataset_root, finish, read_trial_lists, relative_to_root
+from xmd_cli.data.adapters.voxceleb import (
+    dataset_root,
+    finish,
+    read_trial_lists,
+    relative_to_root,
+)
 from xmd_cli.data.manifest import Sample, Trial
 from xmd_cli.errors import XmdError
 from xmd_cli.recipe import DataConfig

@@ -28,8 +28,19 @@ import numpy as np
 from xmd_cli.data.adapters import AdapterOutput
 from xmd_cli.data.manifest import Sample
 from xmd_cli.data.synthetic.captions_render import (
-    BACKGROUNDS, COLOURS, COUNTS, DEGRADATIONS, POSITIONS, SHAPES, SIZES, TEXTURES,
-    ObjectSpec, object_centres, plural, render)
+    BACKGROUNDS,
+    COLOURS,
+    COUNTS,
+    DEGRADATIONS,
+    POSITIONS,
+    SHAPES,
+    SIZES,
+    TEXTURES,
+    ObjectSpec,
+    object_centres,
+    plural,
+    render,
+)
 from xmd_cli.errors import XmdError
 from xmd_cli.recipe import DataConfig
 

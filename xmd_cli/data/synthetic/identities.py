@@ -18,7 +18,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from xmd_cli.data.synthetic.faces import BACKGROUNDS, EYE_COLOURS, GREY_HAIR, HAIR_COLOURS, SKIN_TONES, FaceSpec, mix_colour
+from xmd_cli.data.synthetic.faces import (
+    BACKGROUNDS,
+    EYE_COLOURS,
+    GREY_HAIR,
+    HAIR_COLOURS,
+    SKIN_TONES,
+    FaceSpec,
+    mix_colour,
+)
 from xmd_cli.data.synthetic.voices import ACCENTS, VoiceSpec
 
 GENDERS = ("female", "male")
