@@ -1,6 +1,6 @@
 """Regenerate the reference pages in docs/ from the code: `python scripts/gen_docs.py`.
 
-docs/recipes.md comes from the recipe schema and docs/cli.md from the Typer app,
+docs/recipes.md comes from the recipe schema and docs/cli.md from the Typer app (xmd_cli/cli/),
 so neither can drift from the code; tests/test_docs.py fails when they are stale.
 """
 
@@ -36,7 +36,7 @@ def recipes_page() -> str:
 
 def cli_page() -> str:
     lines = ["# CLI reference", "",
-             "Generated from the Typer app in `xmd_cli/cli.py` by `scripts/gen_docs.py`; do not edit by hand.", ""]
+             "Generated from the Typer app in `xmd_cli/cli/` by `scripts/gen_docs.py`; do not edit by hand.", ""]
     root = typer.main.get_command(app)
 
     def walk(command, path):

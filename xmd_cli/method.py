@@ -149,6 +149,17 @@ class DistillationLoss(nn.Module):
         self.teacher_classifier = (AAMClassifier(student_dim, classes, cls.scale, cls.margin)
                                    if self.uses_teacher and cls.kind == "logit-kd" else None)
 
+    def teacher_terms(self) -> list[str]:
+        """The names of the teacher-driven terms this configuration computes."""
+        if not self.uses_teacher:
+            return []
+        names = ["feat"] if self.config.feature.loss != "none" else []
+        if self.config.classifier.kind == "shared":
+            names.append("cls_teacher")
+        elif self.config.classifier.kind == "logit-kd":
+            names += ["cls_teacher", "kd"]
+        return names
+
     def forward(self, s, t=None, labels=None, has_teacher=None, teacher_quality=None, student_quality=None):
         config, batch = self.config, s.shape[0]
         weights = qaw_weights(config.qaw, teacher_quality, student_quality, batch, s.device)
@@ -158,7 +169,11 @@ class DistillationLoss(nn.Module):
         total = terms["cls_student"]
         if self.uses_teacher and t is not None:
             mask = has_teacher if has_teacher is not None else torch.ones(batch, dtype=torch.bool, device=s.device)
-            if mask.any():
+            # Every process returns the same terms (DDP averages them by name), zero when this
+            # batch has too few teacher rows: the mlp head's BatchNorm needs two rows in training.
+            for name in self.teacher_terms():
+                terms[name] = s.new_zeros(())
+            if int(mask.sum()) >= (2 if self.training else 1):
                 z = self.projection(t[mask])
                 s_t, y_t = s[mask], labels[mask]
                 w_t = weights[mask]

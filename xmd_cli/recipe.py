@@ -342,18 +342,19 @@ def load_recipe(path: Path | str | None = None, overrides: list[str] | None = No
         raw, lines = load_yaml(Path(path))
         source = str(path)
     if options:
-        raw = _deep_merge(raw, options)
+        raw = deep_merge(raw, options)
     if overrides:
         raw = apply_overrides(raw, overrides)
         source = f"{source} with --set"
     return _validate(raw, source, lines)
 
 
-def _deep_merge(into: dict, other: dict) -> dict:
+def deep_merge(into: dict, other: dict) -> dict:
+    """`other` laid over `into`, section by section (a new dict; neither input changes)."""
     merged = dict(into)
     for key, value in other.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
+            merged[key] = deep_merge(merged[key], value)
         else:
             merged[key] = value
     return merged

@@ -230,5 +230,11 @@ def build_student(config) -> nn.Module:
     return SpeechStudent(SpeechFeatures(config.sample_rate, config.n_mels), encoder)
 
 
+def build_student_for_checkpoint(config) -> nn.Module:
+    """The architecture of a saved student, to load its weights into: the initial weights
+    file the run started from (student.weights) is neither needed nor read."""
+    return build_student(config.model_copy(update={"weights": None}))
+
+
 def parameter_count(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())

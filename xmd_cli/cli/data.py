@@ -52,7 +52,7 @@ def prepare(
     data: dict = {}
     for key, value in [("adapter", adapter), ("root", root), ("trials", trials), ("table", table),
                        ("captions", captions), ("images_dir", images_dir), ("seed", seed)]:
-        if value:
+        if value is not None:
             data[key] = value
     if column:
         data["columns"] = dict(split_pair(c, "--column") for c in column)

@@ -29,12 +29,12 @@ def student_embeddings(directory: Path, manifest: Manifest, ids: list[str], devi
     from torch.utils.data import DataLoader
 
     from xmd_cli.datasets import build_dataset, collate
-    from xmd_cli.students import build_student, is_speech_student
+    from xmd_cli.students import build_student_for_checkpoint, is_speech_student
     from xmd_cli.teachers.checkpoint import checkpoint_weights, read_student_config
 
     directory = Path(directory).expanduser()
     config = read_student_config(directory)
-    network = build_student(config)
+    network = build_student_for_checkpoint(config)
     state = {k[len("student."):]: v for k, v in load_file(str(checkpoint_weights(directory))).items()
              if k.startswith("student.")}
     missing, unexpected = network.load_state_dict(state, strict=False)

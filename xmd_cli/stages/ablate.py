@@ -11,7 +11,6 @@ and a plot of the headline metric.
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ import yaml
 
 from xmd_cli.console import Output
 from xmd_cli.errors import XmdError
-from xmd_cli.recipe import Recipe, load_recipe
+from xmd_cli.recipe import Recipe, deep_merge, load_recipe
 
 SOFT = {"projection": "mlp"}
 OFF = {"qaw": {"enabled": False}}
@@ -47,13 +46,6 @@ HEADLINE = {"speaker-verification": "eer", "classification": "top1", "cross-moda
 LOWER_IS_BETTER = {"eer", "min_dcf@0.01", "min_dcf@0.05"}
 
 
-def _merge(base: dict, extra: dict) -> dict:
-    merged = dict(base)
-    for key, value in extra.items():
-        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
-    return merged
-
-
 def parse_sweep(text: str) -> tuple[str, list]:
     """`method.feature.margin=0,0.1,0.2` -> ("method.feature.margin", [0, 0.1, 0.2])."""
     if "=" not in text:
@@ -78,7 +70,7 @@ def build_rows(grid: str, sweeps: list[str], base_row: str = "full") -> dict[str
     for text in sweeps:
         key, values = parse_sweep(text)
         for value in values:
-            rows[f"{base_row}/{key.split('.')[-1]}={value}"] = _merge(PAPER_GRID[base_row], _nested(key, value))
+            rows[f"{base_row}/{key.split('.')[-1]}={value}"] = deep_merge(PAPER_GRID[base_row], _nested(key, value))
     return rows
 
 
@@ -86,7 +78,7 @@ def run_ablate(recipe: Recipe, recipe_path: Path | None, overrides: list[str], w
                seeds: int, sweeps: list[str], device: str = "auto", out: Output | None = None) -> dict:
     from xmd_cli.stages.evaluate import run_evaluate
     from xmd_cli.stages.extract import run_extract
-    from xmd_cli.stages.fit import run_fit
+    from xmd_cli.stages.fit import run_fit, run_state
 
     out = out or Output()
     workdir = Path(workdir)
@@ -98,16 +90,16 @@ def run_ablate(recipe: Recipe, recipe_path: Path | None, overrides: list[str], w
             name = f"ablate-{row.replace('/', '-')}-s{seed}"
             if changes.get("teacher", {}).get("kind") in CONTROL_KINDS and recipe.teacher.kind not in CONTROL_KINDS:
                 # A control teacher is derived from the recipe's real teacher store.
-                changes = _merge(changes, {"teacher": {"source_kind": recipe.teacher.kind,
+                changes = deep_merge(changes, {"teacher": {"source_kind": recipe.teacher.kind,
                                                        "source_weights": recipe.teacher.weights}})
-            run = load_recipe(recipe_path, overrides, _merge(changes, {"name": name, "seed": seed}))
+            run = load_recipe(recipe_path, overrides, deep_merge(changes, {"name": name, "seed": seed}))
             kind = "train" if row == "none" else "distill"
             if kind == "distill" and run.teacher.kind in CONTROL_KINDS:
                 run_extract(run, workdir, device=device, out=out)  # a derived store: seconds
             run_dir = workdir / "runs" / name
-            finished = run_dir / "checkpoints" / "last" / "meta.json"
-            if not (finished.exists() and json.loads(finished.read_text()).get("epoch") == run.training.epochs):
-                run_fit(run, workdir, kind=kind, device=device, resume=finished.exists(), out=out)
+            state = run_state(run, workdir)
+            if state != "finished":
+                run_fit(run, workdir, kind=kind, device=device, resume=state == "resumable", out=out)
             report = run_evaluate(run, workdir, task=task, checkpoint=run_dir / "checkpoints" / "best",
                                   device=device, out=Output(verbosity=0))
             results.append({"row": row, "seed": seed, "run": name, **_flat_metrics(report.get("metrics", {}))})

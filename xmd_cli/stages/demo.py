@@ -13,12 +13,11 @@ store) and resumes one that was interrupted.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from xmd_cli.console import Output
 from xmd_cli.errors import XmdError
-from xmd_cli.recipe import Recipe, load_recipe
+from xmd_cli.recipe import Recipe, deep_merge, load_recipe
 from xmd_cli.recipe_files import find_recipe
 
 TASKS = {"speaker": ("synthetic-persons", "demo-persons"), "image": ("synthetic-captions", "demo-captions")}
@@ -33,32 +32,19 @@ TINY_IMAGE = {"student": {"image_size": 32, "image_channels": [8, 16, 16, 32], "
 STUDENT_ALONE = {"feature": {"loss": "none"}, "classifier": {"kind": "none"}, "qaw": {"enabled": False}}
 
 
-def _merge(base: dict, extra: dict) -> dict:
-    merged = dict(base)
-    for key, value in extra.items():
-        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
-    return merged
-
-
 def _recipe(name: str, options: dict) -> Recipe:
     return load_recipe(find_recipe(name), [], options)
 
 
-def _finished(run_dir: Path, epochs: int) -> bool:
-    meta = run_dir / "checkpoints" / "last" / "meta.json"
-    return meta.exists() and json.loads(meta.read_text()).get("epoch") == epochs
-
-
 def _fit(recipe: Recipe, workdir: Path, kind: str, device: str, out: Output) -> Path:
-    from xmd_cli.stages.fit import run_fit
+    from xmd_cli.stages.fit import run_fit, run_state
 
-    run_dir = workdir / "runs" / recipe.name
-    if _finished(run_dir, recipe.training.epochs):
-        out.note(f"reusing {run_dir}")
+    state = run_state(recipe, workdir)
+    if state == "finished":
+        out.note(f"reusing {workdir / 'runs' / recipe.name}")
     else:
-        resume = (run_dir / "checkpoints" / "last" / "state.pt").exists()
-        run_fit(recipe, workdir, kind=kind, device=device, resume=resume, out=out)
-    return run_dir / "checkpoints" / "best"
+        run_fit(recipe, workdir, kind=kind, device=device, resume=state == "resumable", out=out)
+    return workdir / "runs" / recipe.name / "checkpoints" / "best"
 
 
 def run_demo(*, task: str, tiny: bool, workdir: Path, seed: int | None, device: str = "auto",
@@ -76,7 +62,7 @@ def run_demo(*, task: str, tiny: bool, workdir: Path, seed: int | None, device: 
     workdir = Path(workdir) / task
     common = {"seed": seed, "data": {"adapter": adapter, "tiny": tiny, "seed": seed}}
     if tiny:
-        common = _merge(common, TINY_SPEECH if task == "speaker" else TINY_IMAGE)
+        common = deep_merge(common, TINY_SPEECH if task == "speaker" else TINY_IMAGE)
     out.note(f"[bold]xmd demo[/bold] {task} ({adapter}{', tiny' if tiny else ''}, seed {seed}) in {workdir}")
 
     base = _recipe(recipe_name, common)
@@ -84,15 +70,15 @@ def run_demo(*, task: str, tiny: bool, workdir: Path, seed: int | None, device: 
         prepared = run_prepare(base, workdir, progress=progress)
     teacher_weights = None
     if task == "speaker":
-        face = _recipe("face-teacher", _merge(_merge(common, {"name": "face-teacher"}),
+        face = _recipe("face-teacher", deep_merge(deep_merge(common, {"name": "face-teacher"}),
                                               {"student": {"image_size": 64}} if tiny else {}))
         teacher_weights = str(_fit(face, workdir, "train", device, out))
     method_options = {"teacher": {"weights": teacher_weights}} if teacher_weights else {}
-    full = _recipe(recipe_name, _merge(common, {"name": "full", **method_options}))
+    full = _recipe(recipe_name, deep_merge(common, {"name": "full", **method_options}))
     run_extract(full, workdir, device=device, out=out)
     for side in ("teacher", "student"):
         run_quality(full, workdir, modality=getattr(full.quality, side).modality, device=device, out=out)
-    alone = _recipe(recipe_name, _merge(common, {"name": "student-alone", "method": STUDENT_ALONE}))
+    alone = _recipe(recipe_name, deep_merge(common, {"name": "student-alone", "method": STUDENT_ALONE}))
     runs = {"student alone": _fit(alone, workdir, "train", device, out),
             "full method": _fit(full, workdir, "distill", device, out)}
 

@@ -31,7 +31,7 @@ from xmd_cli.diagnose.separability import pair_cosines, separability
 from xmd_cli.errors import XmdError
 from xmd_cli.recipe import Recipe, save_resolved
 from xmd_cli.shards import ShardReader
-from xmd_cli.stages.stores import find_store, quality_components, teacher_components
+from xmd_cli.stages.stores import find_store, quality_store, teacher_components
 
 PERMUTATIONS = 19  # attribute and direction nulls: the smallest count where p <= 0.05 is reachable
 CKA_PERMUTATIONS = 199  # CKA is cheap: a finer null
@@ -116,14 +116,9 @@ def _cka(checkpoint: Path, manifest, ids, rows, labels, device, seed, out) -> di
 
 def _quality(recipe, manifest, ids, rows, labels, allow_stale, out) -> tuple[dict | None, str | None]:
     """The teacher-side quality store's scores against centroid distance; skipped (with why) when absent."""
-    from xmd_cli.quality import default_signals
-
-    side = recipe.quality.teacher
-    expected = quality_components(side, manifest, [s.name for s in default_signals(side.modality)])
     try:
-        path = find_store(manifest.workdir, "quality", expected, allow_stale=allow_stale,
-                          stage=f"score-quality --modality {side.modality}", out=out)
-        reader = ShardReader(path, expect_fingerprint=expected, allow_stale=allow_stale)
+        reader = quality_store(recipe.quality.teacher, manifest, allow_stale=allow_stale, out=out)
+        path = reader.directory
     except XmdError as e:
         out.note(f"quality vs reliability skipped: {e.message}")
         return {"skipped": f"{e.message} ({e.hint})" if e.hint else e.message}, None

@@ -70,8 +70,9 @@ def run_extract(recipe: Recipe, workdir: Path, *, device: str = "auto", force: b
         if force and context.active:
             # Only rank 0 may wipe; the other ranks open their writers after it did.
             if context.is_main:
-                ShardWriter(store, components, teacher.dim, config.dtype, config.shard_rows,
-                            frames=config.frames, force=True).open()
+                with ShardWriter(store, components, teacher.dim, config.dtype, config.shard_rows,
+                                 frames=config.frames, force=True):
+                    pass
             context.barrier()
             force = False
         started = time.perf_counter()
@@ -87,7 +88,7 @@ def run_extract(recipe: Recipe, workdir: Path, *, device: str = "auto", force: b
         if not context.is_main:
             return {}
         merge_index(store)
-        return _finish(store, manifest, components, config, out)
+        return _finish(store, manifest, components, config, context.world, out)
     finally:
         shutdown(context)
 
@@ -127,9 +128,10 @@ def _write_rank_report(store: Path, rank: int, failures: list[dict], *, attempte
     (store / f"run-r{rank}.json").write_text(json.dumps(report) + "\n")
 
 
-def _finish(store: Path, manifest, components: dict, config, out: Output) -> dict:
-    parts = [json.loads(p.read_text()) for p in sorted(store.glob("run-r*.json"))]
-    failures = [f for part in parts for f in part["failures"]]
+def _finish(store: Path, manifest, components: dict, config, world: int, out: Output) -> dict:
+    # Only this run's ranks: an earlier run with more processes may have left parts behind.
+    parts = [json.loads((store / f"run-r{rank}.json").read_text()) for rank in range(world)]
+    failures = list({f["id"]: f for part in parts for f in part["failures"]}.values())
     attempted = sum(part["attempted"] for part in parts)
     elapsed = max(part["seconds"] for part in parts)
     (store / FAILURES).write_text("".join(json.dumps(f) + "\n" for f in failures))

@@ -8,6 +8,7 @@ network. Both run the same `Trainer`, on one process or under torchrun.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +53,25 @@ def restrict(dataset, keep) -> None:
     dataset.samples, dataset.targets = [p[0] for p in pairs], [p[1] for p in pairs]
 
 
+def run_state(recipe: Recipe, workdir: Path) -> str:
+    """'finished', 'resumable' or 'new' for WORKDIR/runs/<recipe.name>.
+
+    A run made with another recipe (other seed, settings) or on another manifest is
+    'new': it is retrained from the start, never reused or resumed under the wrong name.
+    """
+    from xmd_cli.data.manifest import manifest_hash
+    from xmd_cli.recipe import load_recipe
+
+    run_dir = Path(workdir) / "runs" / recipe.name
+    meta_path, saved = run_dir / "checkpoints" / "last" / "meta.json", run_dir / "recipe.resolved.yaml"
+    if not (meta_path.exists() and saved.exists()):
+        return "new"
+    meta = json.loads(meta_path.read_text())
+    if load_recipe(saved) != recipe or meta.get("manifest_sha256") != manifest_hash(workdir):
+        return "new"
+    return "finished" if meta.get("epoch") == recipe.training.epochs else "resumable"
+
+
 def run_fit(recipe: Recipe, workdir: Path, *, kind: str, device: str = "auto", resume: bool = False,
             allow_stale: bool = False, out: Output | None = None) -> dict:
     from xmd_cli.datasets import build_dataset, collate
@@ -77,9 +97,9 @@ def run_fit(recipe: Recipe, workdir: Path, *, kind: str, device: str = "auto", r
 
             inputs = DistillationInputs(recipe, manifest, train_set, allow_stale=allow_stale, out=out)
             if recipe.method.missing == "drop":
-                restrict(train_set, inputs.complete_ids())
+                restrict(train_set, inputs.present)
             side_info, teacher_dim, provenance = inputs, inputs.teacher_dim, inputs.provenance()
-            incomplete = len(inputs.complete_ids() & {s.id for s in train_set.samples}) < len(train_set)
+            incomplete = any(s.id not in inputs.present for s in train_set.samples)
         student = build_student(student_config)
         method = DistillationLoss(recipe.method, student_dim=student_config.embedding_dim,
                                   teacher_dim=teacher_dim, classes=len(labels))

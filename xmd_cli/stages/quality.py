@@ -65,30 +65,42 @@ def run_quality(recipe: Recipe, workdir: Path, *, modality: str, device: str = "
     components = quality_components(config, manifest, names)
     store = store_dir(manifest.workdir, "quality", components)
     reasons: dict[str, str] = _read_reasons(store) if not force else {}
-    by_id = manifest.by_id()
-    with ShardWriter(store, components, dim=1 + len(names), dtype="float32", shard_rows=8192, force=force) as writer:
-        pending = writer.pending_ids([s.id for s in manifest.samples])
-        with out.progress() as progress:
-            progress(f"score-quality {modality}", 0, len(pending))
-            for start in range(0, len(pending), CHUNK):
-                ids = pending[start:start + CHUNK]
-                rows, items, where = np.zeros((len(ids), 1 + len(names)), np.float32), [], []
-                for k, sample_id in enumerate(ids):
-                    item = scorer_input(by_id[sample_id], manifest, modality)
-                    if item is None:
-                        reasons[sample_id] = f"the sample has no {modality} input"
-                    else:
-                        items.append(item)
-                        where.append(k)
-                for k, result in zip(where, scorer.score_batch(items)):
-                    signals = [result.signals.get(n, np.nan) for n in names]
-                    rows[k] = np.nan_to_num([result.score, *signals], nan=0.0, posinf=0.0, neginf=0.0)
-                    if result.reason:
-                        reasons[ids[k]] = result.reason
-                writer.add(ids, rows)
-                progress(f"score-quality {modality}", start + len(ids), len(pending))
-    (store / REASONS).write_text("".join(json.dumps({"id": i, "reason": r}) + "\n" for i, r in sorted(reasons.items())))
+    opened = False
+    try:
+        with ShardWriter(store, components, dim=1 + len(names), dtype="float32", shard_rows=8192,
+                         force=force) as writer:
+            opened = True
+            _score_pending(writer, scorer, manifest, modality, names, reasons, out)
+    finally:
+        if opened:  # written even when interrupted: rows already stored keep their reasons
+            (store / REASONS).write_text("".join(json.dumps({"id": i, "reason": r}) + "\n"
+                                                 for i, r in sorted(reasons.items())))
     return _summarise(store, manifest, modality, names, reasons, out)
+
+
+def _score_pending(writer, scorer, manifest: Manifest, modality: str, names: list[str], reasons: dict,
+                   out: Output) -> None:
+    by_id = manifest.by_id()
+    pending = writer.pending_ids([s.id for s in manifest.samples])
+    with out.progress() as progress:
+        progress(f"score-quality {modality}", 0, len(pending))
+        for start in range(0, len(pending), CHUNK):
+            ids = pending[start:start + CHUNK]
+            rows, items, where = np.zeros((len(ids), 1 + len(names)), np.float32), [], []
+            for k, sample_id in enumerate(ids):
+                item = scorer_input(by_id[sample_id], manifest, modality)
+                if item is None:
+                    reasons[sample_id] = f"the sample has no {modality} input"
+                else:
+                    items.append(item)
+                    where.append(k)
+            for k, result in zip(where, scorer.score_batch(items)):
+                signals = [result.signals.get(n, np.nan) for n in names]
+                rows[k] = np.nan_to_num([result.score, *signals], nan=0.0, posinf=0.0, neginf=0.0)
+                if result.reason:
+                    reasons[ids[k]] = result.reason
+            writer.add(ids, rows)
+            progress(f"score-quality {modality}", start + len(ids), len(pending))
 
 
 def _read_reasons(store: Path) -> dict[str, str]:

@@ -16,7 +16,7 @@ import torch
 from xmd_cli.errors import XmdError
 from xmd_cli.recipe import Recipe
 from xmd_cli.shards import ShardReader
-from xmd_cli.stages.stores import find_store, quality_components, teacher_components
+from xmd_cli.stages.stores import find_store, quality_store, teacher_components
 
 
 class DistillationInputs:
@@ -37,7 +37,7 @@ class DistillationInputs:
                 if exponent == 0:
                     continue
                 config = getattr(recipe.quality, side)
-                reader = self._quality_reader(workdir, config, manifest, allow_stale, out)
+                reader = quality_store(config, manifest, allow_stale=allow_stale, out=out)
                 self.quality[side] = reader
                 present &= set(ids) - set(reader.missing(ids))
         self.present = present
@@ -45,19 +45,6 @@ class DistillationInputs:
             raise XmdError(f"none of the {len(ids)} training samples has a teacher row"
                            + (" and quality rows" if self.quality else ""),
                            hint="check that extract-teacher (and score-quality) ran on this work directory")
-
-    @staticmethod
-    def _quality_reader(workdir, config, manifest, allow_stale, out) -> ShardReader:
-        from xmd_cli.quality import default_signals
-
-        signals = [signal.name for signal in default_signals(config.modality)]
-        expected = quality_components(config, manifest, signals)
-        path = find_store(workdir, "quality", expected, allow_stale=allow_stale,
-                          stage=f"score-quality --modality {config.modality}", out=out)
-        return ShardReader(path, expect_fingerprint=expected, allow_stale=allow_stale)
-
-    def complete_ids(self) -> set[str]:
-        return set(self.present)
 
     def provenance(self) -> dict:
         return {"teacher_store": str(Path(self.teacher_path).resolve()), "teacher_fingerprint": self.teacher.meta["fingerprint"],

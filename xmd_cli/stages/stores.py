@@ -51,14 +51,33 @@ def quality_components(side: QualitySideConfig, manifest: Manifest, signals: lis
             "columns": ["score", *signals], "manifest_sha256": manifest.fingerprint, "xmd_version": __version__}
 
 
+def quality_store(side: QualitySideConfig, manifest: Manifest, *, allow_stale: bool, out=None):
+    """The reader of the quality store that `xmd score-quality --modality M` wrote for this side."""
+    from xmd_cli.quality import default_signals
+    from xmd_cli.shards import ShardReader
+
+    expected = quality_components(side, manifest, [signal.name for signal in default_signals(side.modality)])
+    path = find_store(manifest.workdir, "quality", expected, allow_stale=allow_stale,
+                      stage=f"score-quality --modality {side.modality}", out=out)
+    return ShardReader(path, expect_fingerprint=expected, allow_stale=allow_stale)
+
+
+# The components that say what a store *is*; a stale store must agree on these to stand in.
+IDENTITY = {"teacher": ("teacher", "source_teacher"), "quality": ("scorer",)}
+
+
 def find_store(workdir: Path, kind: str, expected: dict, *, allow_stale: bool, stage: str, out=None) -> Path:
-    """The store written with `expected`, or with --allow-stale the newest one of `kind`."""
+    """The store written with `expected`; with --allow-stale the newest store of the same teacher or scorer."""
     exact = store_dir(workdir, kind, expected)
     if (exact / "meta.json").exists():
         return exact
-    candidates = sorted((p for p in (Path(workdir) / kind).glob("*/meta.json")), key=lambda p: p.stat().st_mtime)
+    same = [key for key in IDENTITY[kind]]
+    candidates = sorted((p for p in (Path(workdir) / kind).glob("*/meta.json")
+                         if all(read_meta(p.parent)["components"].get(k) == expected.get(k) for k in same)),
+                        key=lambda p: p.stat().st_mtime)
     if not candidates:
-        raise XmdError(f"{Path(workdir) / kind}: no {kind} store yet", hint=f"run `xmd {stage}` first")
+        what = ", ".join(f"{k} {expected.get(k)}" for k in same if expected.get(k) is not None)
+        raise XmdError(f"{Path(workdir) / kind}: no {kind} store of {what} yet", hint=f"run `xmd {stage}` first")
     newest = candidates[-1].parent
     differences = diff(expected, read_meta(newest)["components"])
     if allow_stale:

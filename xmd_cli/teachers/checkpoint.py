@@ -53,13 +53,13 @@ class CheckpointTeacher(Teacher):
     kind = "checkpoint"
 
     def __init__(self, directory: str, device: torch.device):
-        from xmd_cli.students import build_student
+        from xmd_cli.students import build_student_for_checkpoint
 
         self.directory = Path(directory).expanduser()
         weights = checkpoint_weights(self.directory)
         self.config = read_student_config(self.directory)
         self.modality, self.dim, self.device = self.config.modality, self.config.embedding_dim, device
-        self.network = build_student(self.config)
+        self.network = build_student_for_checkpoint(self.config)
         # Only the student network: the method's parts (projection, classifier) are not the teacher.
         state = {k[len("student."):]: v for k, v in load_file(str(weights)).items() if k.startswith("student.")}
         self.network.load_state_dict(state)

@@ -61,7 +61,6 @@ class TrainJob:
     run_dir: Path
     meta: dict  # written with every checkpoint: task, modality, arch, dims, classes
     val_set: Dataset | None = None
-    val_collate: Callable | None = None
     val_batch_size: int = 1  # 1 for whole utterances of different lengths; larger for images
     # Some batches may leave parameters unused (samples without a teacher row skip the projection):
     # DDP must then look for unused parameters, which costs a graph traversal a step.
@@ -118,6 +117,9 @@ class Trainer:
         else:
             self.optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
                                              weight_decay=cfg.weight_decay, nesterov=True)
+        if cfg.batch_size % context.world:
+            raise XmdError(f"training.batch_size {cfg.batch_size} does not split evenly over {context.world} "
+                           "processes", hint=f"set training.batch_size to a multiple of {context.world}")
         self.sampler = EpochBatchSampler(len(job.train_set), cfg.batch_size, seed=job.seed,
                                          rank=context.rank, world=context.world)
         if self.sampler.steps_per_epoch == 0:
@@ -134,9 +136,10 @@ class Trainer:
         if context.active:
             if context.device.type == "cuda":
                 # One set of BatchNorm statistics over the global batch, as on one process
-                # (SyncBatchNorm needs CUDA; on CPU each process normalises its own slice).
-                self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
-                job.model = self.model
+                # (SyncBatchNorm needs CUDA; on CPU each process normalises its own slice). Only
+                # in the student: the projection head skips batches without teacher rows, and a
+                # collective that one process skips would hang the others.
+                self.model.student = nn.SyncBatchNorm.convert_sync_batchnorm(self.model.student)
             self.net = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[context.device.index] if context.device.type == "cuda" else None,
                 find_unused_parameters=job.may_skip_parameters)
@@ -286,7 +289,7 @@ class Trainer:
         sampler = _InOrder(len(job.val_set), batch)
         correct, loss_sum, count = 0, 0.0, 0
         classifier = self.model.method.classifier
-        for inputs, labels, _, *rest in self._loader(job.val_set, sampler, job.val_collate or job.collate, 0):
+        for inputs, labels, _, *rest in self._loader(job.val_set, sampler, job.collate, 0):
             inputs, labels = _to(inputs, self.ctx.device), _to(labels, self.ctx.device)
             embedding = self.model.embed(inputs, _to(rest[0], self.ctx.device) if rest else None)
             logits = classifier.logits(embedding)

@@ -84,7 +84,7 @@ def _load(module: torch.nn.Module, state: dict, directory: Path, what: str) -> N
 def load_checkpoint(directory: Path, device: torch.device) -> CheckpointModel:
     from safetensors.torch import load_file
 
-    from xmd_cli.students import build_student
+    from xmd_cli.students import build_student_for_checkpoint
     from xmd_cli.training.checkpoint import read_meta
 
     directory = Path(directory).expanduser()
@@ -102,7 +102,7 @@ def load_checkpoint(directory: Path, device: torch.device) -> CheckpointModel:
                        hint="evaluate a run's checkpoints/best or checkpoints/last directory")
     config = StudentConfig(**meta["student"])
     weights = load_file(str(weights_path))
-    student = build_student(config)
+    student = build_student_for_checkpoint(config)
     _load(student, {k[len("student."):]: v for k, v in weights.items() if k.startswith("student.")},
           directory, "student")
     return CheckpointModel(directory, meta, config, student.eval().to(device), weights, device)
