@@ -77,7 +77,7 @@ def find_store(workdir: Path, kind: str, expected: dict, *, allow_stale: bool, s
                         key=lambda p: p.stat().st_mtime)
     if not candidates:
         what = ", ".join(f"{k} {expected.get(k)}" for k in same if expected.get(k) is not None)
-        raise XmdError(f"{Path(workdir) / kind}: no {kind} store of {what} yet", hint=f"run `xmd {stage}` first")
+        raise XmdError(f"{Path(workdir) / kind}: no {kind} store yet ({what})", hint=f"run `xmd {stage}` first")
     newest = candidates[-1].parent
     differences = diff(expected, read_meta(newest)["components"])
     if allow_stale:
