@@ -1,9 +1,9 @@
 """`xmd ablate`: the ablation grid of docs/method.md (and any sweep) over seeds, as one table.
 
 Every row is the recipe with a few method fields changed; every (row, seed) is
-an ordinary run in WORKDIR/runs/ablate-<row>-s<seed>, evaluated like any other,
+an ordinary run in WORKDIR/runs/ablate-<tag>-<row>-s<seed> (tag: a hash of the base recipe), evaluated like any other,
 so a finished run is reused and an interrupted one resumes. The teacher and
-quality stores are shared by all rows. Results: WORKDIR/ablations/<name>/
+quality stores are shared by all rows. Results: WORKDIR/ablations/<recipe>-<grid>-<tag>/
 results.csv (one line a run), summary.md and summary.csv (mean ± std a row),
 and a plot of the headline metric.
 """
@@ -19,6 +19,7 @@ import yaml
 from xmd_cli.console import Output
 from xmd_cli.errors import XmdError
 from xmd_cli.recipe import Recipe, deep_merge, load_recipe
+from xmd_cli.shards.fingerprint import Fingerprint
 
 SOFT = {"projection": "mlp"}
 OFF = {"qaw": {"enabled": False}}
@@ -83,11 +84,13 @@ def run_ablate(recipe: Recipe, recipe_path: Path | None, overrides: list[str], w
     out = out or Output()
     workdir = Path(workdir)
     rows = build_rows(grid, sweeps)
+    # The base recipe's hash keeps ablations with other settings (--set) from reusing these runs.
+    tag = Fingerprint(recipe.model_dump(mode="json")).short[:6]
     task = recipe.evaluation.task
     results = []
     for row, changes in rows.items():
         for seed in range(seeds):
-            name = f"ablate-{row.replace('/', '-')}-s{seed}"
+            name = f"ablate-{tag}-{row.replace('/', '-')}-s{seed}"
             if changes.get("teacher", {}).get("kind") in CONTROL_KINDS and recipe.teacher.kind not in CONTROL_KINDS:
                 # A control teacher is derived from the recipe's real teacher store.
                 changes = deep_merge(changes, {"teacher": {"source_kind": recipe.teacher.kind,
@@ -104,7 +107,7 @@ def run_ablate(recipe: Recipe, recipe_path: Path | None, overrides: list[str], w
                                   device=device, out=Output(verbosity=0))
             results.append({"row": row, "seed": seed, "run": name, **_flat_metrics(report.get("metrics", {}))})
             out.note(f"{row} seed {seed}: {HEADLINE[task]} {results[-1].get(HEADLINE[task])}")
-    return _write(results, workdir / "ablations" / f"{recipe.name}-{grid}", task, seeds, out)
+    return _write(results, workdir / "ablations" / f"{recipe.name}-{grid}-{tag}", task, seeds, out)
 
 
 def _flat_metrics(metrics: dict) -> dict:
