@@ -89,9 +89,10 @@ class CheckpointTeacher(Teacher):
 
     @torch.no_grad()
     def embed(self, items: list) -> list[np.ndarray | SampleFailure]:
-        if self.modality == "speech":
-            # Whole utterances of different lengths: one at a time, as at evaluation.
-            return [self.network(wave[None].to(self.device)).float().cpu().numpy() for wave in items]
-        counts = [len(frames) for frames in items]
-        rows = self.network(torch.cat(items).to(self.device)).float().cpu().numpy()
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+            if self.modality == "speech":
+                # Whole utterances of different lengths: one at a time, as at evaluation.
+                return [self.network(wave[None].to(self.device)).float().cpu().numpy() for wave in items]
+            counts = [len(frames) for frames in items]
+            rows = self.network(torch.cat(items).to(self.device)).float().cpu().numpy()
         return np.split(rows, np.cumsum(counts)[:-1])
