@@ -25,9 +25,9 @@ def test_tiny_demo_runs_every_stage(tmp_path):
     assert set(reports) == {"student alone / speaker-verification", "full method / speaker-verification",
                             "full method / cross-modal-matching"}
     for path in reports.values():
-        report = json.loads(open(path).read())
+        report = json.loads((tmp_path / path).read_text())  # paths are relative to where xmd ran
         assert report["metrics"] and report["backend"]
-    eer = json.loads(open(reports["full method / speaker-verification"]).read())["metrics"]["eer"]
+    eer = json.loads((tmp_path / reports["full method / speaker-verification"]).read_text())["metrics"]["eer"]
     assert 0 <= (eer["value"] if isinstance(eer, dict) else eer) <= 1
     checkpoint = work / "runs" / "full" / "checkpoints" / "last" / "weights.safetensors"
     stamp = checkpoint.stat().st_mtime_ns

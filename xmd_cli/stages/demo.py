@@ -93,7 +93,7 @@ def run_demo(*, task: str, tiny: bool, workdir: Path, seed: int | None, device: 
     out.table(f"xmd demo: {task} (seed {seed}, {prepared['samples']} samples; test split)", rows,
               ("run", "task", "metric", "value"))
     return {"task": task, "workdir": str(workdir), "seed": seed, "tiny": tiny,
-            "reports": {f"{label} / {evaluation}": r.get("report") for (label, evaluation), r in reports.items()}}
+            "reports": {f"{label} / {evaluation}": r["report_json"] for (label, evaluation), r in reports.items()}}
 
 
 HEADLINE = {"speaker-verification": ["eer", "min_dcf@0.01"], "classification": ["top1", "top5"],
