@@ -15,8 +15,14 @@ if [ ! -f "$venv/.complete" ]; then
   rm -rf "$venv"
   mkdir -p "$cache"
   "$python" -m venv "$venv"
-  "$venv/bin/pip" install --quiet --upgrade pip setuptools wheel >&2
-  "$venv/bin/pip" install --quiet -r "$root/requirements.txt" >&2
+  # pip's chatter goes to a log, shown only when the build fails.
+  log="$cache/build-$key.log"
+  if ! { "$venv/bin/pip" install --quiet --upgrade pip setuptools wheel \
+         && "$venv/bin/pip" install --quiet -r "$root/requirements.txt"; } >"$log" 2>&1; then
+    tail -n 40 "$log" >&2
+    echo "venv build failed; full log: $log" >&2
+    exit 1
+  fi
   touch "$venv/.complete"
 fi
 # The package itself: an editable install of *this* checkout (about 2 s), so the
