@@ -23,36 +23,17 @@ def checkpoint_task(directory: Path) -> str:
 
 
 def student_embeddings(directory: Path, manifest: Manifest, ids: list[str], device) -> np.ndarray:
-    """float32 [len(ids), D]: the checkpoint's student applied to each sample in `ids`, in that order."""
-    import torch
-    from safetensors.torch import load_file
-    from torch.utils.data import DataLoader
+    """float32 [len(ids), D]: the checkpoint's student applied to each sample in `ids`, in that order.
 
-    from xmd_cli.datasets import build_dataset, collate
-    from xmd_cli.students import build_student_for_checkpoint, is_speech_student
-    from xmd_cli.teachers.checkpoint import checkpoint_weights, read_student_config
+    The evaluate stage's loader and embedder, so diagnose sees exactly what evaluate scores.
+    """
+    from xmd_cli.stages.evaluation.embed import embed_samples
+    from xmd_cli.stages.evaluation.model import load_checkpoint
 
-    directory = Path(directory).expanduser()
-    config = read_student_config(directory)
-    network = build_student_for_checkpoint(config)
-    state = {k[len("student."):]: v for k, v in load_file(str(checkpoint_weights(directory))).items()
-             if k.startswith("student.")}
-    missing, unexpected = network.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise XmdError(f"{directory}: the student weights do not fit the student its meta.json describes "
-                       f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
-    network.eval().to(device)
-    wanted = set(ids)
-    splits = sorted({s.split for s in manifest.samples if s.id in wanted})
-    dataset = build_dataset(manifest, splits, config, train=False, labels=manifest.labels)
-    position = {sample_id: k for k, sample_id in enumerate(ids)}
-    keep = [k for k, s in enumerate(dataset.samples) if s.id in wanted]
-    subset = torch.utils.data.Subset(dataset, keep)
-    loader = DataLoader(subset, batch_size=1 if is_speech_student(config) else 64, collate_fn=collate)
-    out = np.zeros((len(ids), config.embedding_dim), np.float32)
-    with torch.no_grad():
-        for inputs, _, indices, lengths in loader:
-            rows = network(inputs.to(device)) if lengths is None else network(inputs.to(device), lengths.to(device))
-            for index, row in zip(indices.tolist(), rows.float().cpu().numpy()):
-                out[position[dataset.samples[index].id]] = row
-    return out
+    by_id = manifest.by_id()
+    unknown = [i for i in ids if i not in by_id]
+    if unknown:
+        raise XmdError(f"{manifest.workdir}: sample(s) {', '.join(map(repr, unknown[:3]))} are not in the manifest")
+    model = load_checkpoint(Path(directory), device)
+    samples = [by_id[i] for i in ids]
+    return embed_samples(model, manifest, samples, stage="diagnose: student embeddings").astype(np.float32)
