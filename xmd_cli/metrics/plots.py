@@ -70,12 +70,7 @@ def det_curve_png(path: Path, scores, labels, *, summary: dict | None = None,
     ax.set_title(title)
     ax.grid(True, lw=0.4, alpha=0.6)
     ax.legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path, plt)
 
 
 def confusion_matrix_png(path: Path, matrix, class_names: list[str] | None = None, *,
@@ -104,6 +99,10 @@ def confusion_matrix_png(path: Path, matrix, class_names: list[str] | None = Non
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     ax.set_title(title)
+    return _save(fig, path, plt)
+
+
+def _save(fig, path, plt) -> Path:
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

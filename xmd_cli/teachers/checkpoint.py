@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 
 from xmd_cli.data.manifest import Sample
 from xmd_cli.errors import XmdError
@@ -53,17 +52,14 @@ class CheckpointTeacher(Teacher):
     kind = "checkpoint"
 
     def __init__(self, directory: str, device: torch.device):
-        from xmd_cli.students import build_student_for_checkpoint
+        from xmd_cli.training.checkpoint import load_student
 
         self.directory = Path(directory).expanduser()
-        weights = checkpoint_weights(self.directory)
+        checkpoint_weights(self.directory)  # a clear error when this is not a checkpoint
         self.config = read_student_config(self.directory)
         self.modality, self.dim, self.device = self.config.modality, self.config.embedding_dim, device
-        self.network = build_student_for_checkpoint(self.config)
         # Only the student network: the method's parts (projection, classifier) are not the teacher.
-        state = {k[len("student."):]: v for k, v in load_file(str(weights)).items() if k.startswith("student.")}
-        self.network.load_state_dict(state)
-        self.network.eval().to(device)
+        self.network = load_student(self.directory, self.config).to(device)
         if self.modality != "speech":
             from xmd_cli.features import image_transform
 

@@ -56,6 +56,28 @@ def load_weights(directory: Path, model: torch.nn.Module, strict: bool = True) -
                        hint="was this checkpoint made with another recipe? compare its meta.json")
 
 
+def load_part(module: torch.nn.Module, weights: dict, prefix: str, directory: Path) -> torch.nn.Module:
+    """Load the weights under `prefix` (e.g. "student.", "method.projection.") into `module`."""
+    state = {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0]
+        raise XmdError(f"{directory}/weights.safetensors: the {prefix.rstrip('.')} weights do not fit the model "
+                       f"its meta.json describes ({first})",
+                       hint="the checkpoint directory is damaged or mixed from two runs; use another one") from None
+    return module
+
+
+def load_student(directory: Path, config, weights: dict | None = None) -> torch.nn.Module:
+    """A checkpoint's student network with its trained weights, in eval mode (the method's parts left out)."""
+    from xmd_cli.students import build_student_for_checkpoint
+
+    if weights is None:
+        weights = load_file(str(Path(directory) / "weights.safetensors"))
+    return load_part(build_student_for_checkpoint(config), weights, "student.", directory).eval()
+
+
 def load_state(directory: Path) -> dict:
     # weights_only=False: the state holds RNG byte tensors and plain Python values we wrote ourselves.
     return torch.load(Path(directory) / "state.pt", map_location="cpu", weights_only=False)

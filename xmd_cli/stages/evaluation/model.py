@@ -16,6 +16,7 @@ import torch
 from xmd_cli.data.manifest import Manifest
 from xmd_cli.errors import XmdError
 from xmd_cli.recipe import Recipe, StudentConfig
+from xmd_cli.training.checkpoint import load_part
 
 TASKS = ("speaker-verification", "classification", "cross-modal-matching")
 
@@ -66,26 +67,13 @@ class CheckpointModel:
                            hint="cross-modal matching needs a checkpoint of `xmd distill` whose method uses the "
                                 "teacher (method.feature.loss or method.classifier.kind not none)")
         head = ProjectionHead(int(self.meta["teacher_dim"]), self.config.embedding_dim, method["projection"])
-        _load(head, state, self.directory, "method.projection")
-        return head.eval().to(self.device)
-
-
-def _load(module: torch.nn.Module, state: dict, directory: Path, what: str) -> None:
-    try:
-        module.load_state_dict(state)
-    except RuntimeError as e:
-        first = str(e).strip().splitlines()[0]
-        raise XmdError(f"{directory}/weights.safetensors: the {what} weights do not fit the model its "
-                       f"meta.json describes ({first})",
-                       hint="the checkpoint directory is damaged or mixed from two runs; evaluate another one") \
-            from None
+        return load_part(head, self.weights, "method.projection.", self.directory).eval().to(self.device)
 
 
 def load_checkpoint(directory: Path, device: torch.device) -> CheckpointModel:
     from safetensors.torch import load_file
 
-    from xmd_cli.students import build_student_for_checkpoint
-    from xmd_cli.training.checkpoint import read_meta
+    from xmd_cli.training.checkpoint import load_student, read_meta
 
     directory = Path(directory).expanduser()
     if not directory.is_dir():
@@ -102,10 +90,8 @@ def load_checkpoint(directory: Path, device: torch.device) -> CheckpointModel:
                        hint="evaluate a run's checkpoints/best or checkpoints/last directory")
     config = StudentConfig(**meta["student"])
     weights = load_file(str(weights_path))
-    student = build_student_for_checkpoint(config)
-    _load(student, {k[len("student."):]: v for k, v in weights.items() if k.startswith("student.")},
-          directory, "student")
-    return CheckpointModel(directory, meta, config, student.eval().to(device), weights, device)
+    student = load_student(directory, config, weights)
+    return CheckpointModel(directory, meta, config, student.to(device), weights, device)
 
 
 def check_fits(model: CheckpointModel, task: str, manifest: Manifest, identities: set[str], *,
