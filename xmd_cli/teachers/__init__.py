@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from xmd_cli.errors import XmdError
 from xmd_cli.recipe import TeacherConfig
-from xmd_cli.teachers.base import SampleFailure, Teacher, file_sha256
+from xmd_cli.teachers.base import SampleFailure, Teacher
 
-__all__ = ["SampleFailure", "Teacher", "build_teacher", "file_sha256"]
+__all__ = ["SampleFailure", "Teacher", "build_teacher"]
 
 
 def build_teacher(config: TeacherConfig, device) -> Teacher:

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 
 from xmd_cli.data.manifest import Sample
-from xmd_cli.shards.fingerprint import file_sha256  # noqa: F401  (teachers hash their weights with it)
 
 
 class SampleFailure(Exception):

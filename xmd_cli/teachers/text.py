@@ -13,7 +13,8 @@ import torch
 
 from xmd_cli.data.manifest import Sample
 from xmd_cli.errors import XmdError
-from xmd_cli.teachers.base import SampleFailure, Teacher, file_sha256
+from xmd_cli.shards.fingerprint import file_sha256
+from xmd_cli.teachers.base import SampleFailure, Teacher
 
 
 def describe(weights: str | None) -> dict:
