@@ -25,13 +25,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from xmd_cli.data.datasets import build_dataset, collate
 from xmd_cli.data.manifest import read_manifest
-from xmd_cli.datasets import build_dataset, collate
-from xmd_cli.method import DistillationLoss
+from xmd_cli.models.distill import DistillationLoss
+from xmd_cli.models.students import build_student
 from xmd_cli.recipe import MethodConfig, StudentConfig, load_recipe
 from xmd_cli.shards import ShardReader, ShardWriter
 from xmd_cli.stages.prepare import run_prepare
-from xmd_cli.students import build_student
 
 STUDENT = StudentConfig(channels=[128, 128, 128, 128, 384], attention_channels=64, embedding_dim=128,
                         crop_seconds=2.0)
@@ -85,7 +85,7 @@ def main() -> None:
             return torch.from_numpy(store.get([data.samples[i].id for i in indices]))
 
         student = build_student(STUDENT)
-        method = DistillationLoss(MethodConfig(), student_dim=128, teacher_dim=512, classes=len(labels))
+        method = DistillationLoss.from_recipe(MethodConfig(), student_dim=128, teacher_dim=512, classes=len(labels))
         head = torch.nn.Linear(128, len(labels))
         optimizer = torch.optim.AdamW([*student.parameters(), *method.parameters(), *head.parameters()], lr=1e-3)
 

@@ -24,10 +24,10 @@ import torch
 import xmd_cli.stages.extract as extract_stage
 from xmd_cli.console import Output
 from xmd_cli.data.manifest import read_manifest
-from xmd_cli.method import DistillationLoss
+from xmd_cli.models.distill import DistillationLoss
+from xmd_cli.models.students import build_student
 from xmd_cli.recipe import MethodConfig, StudentConfig, load_recipe
 from xmd_cli.stages.prepare import run_prepare
-from xmd_cli.students import build_student
 from xmd_cli.teachers import build_teacher
 from xmd_cli.training.checkpoint import save_checkpoint
 from xmd_cli.training.loop import StudentWithMethod
@@ -35,7 +35,7 @@ from xmd_cli.training.loop import StudentWithMethod
 
 def image_checkpoint(directory: Path) -> Path:
     config = StudentConfig(arch="image-cnn", modality="image", embedding_dim=128, image_size=64)
-    model = StudentWithMethod(build_student(config), DistillationLoss(MethodConfig(), student_dim=128,
+    model = StudentWithMethod(build_student(config), DistillationLoss.from_recipe(MethodConfig(), student_dim=128,
                                                                        teacher_dim=None, classes=2))
     return save_checkpoint(directory / "ckpt", model, {}, {"task": "train", "student": config.model_dump(mode="json")})
 

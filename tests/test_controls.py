@@ -12,7 +12,8 @@ from xmd_cli.console import Output
 from xmd_cli.data.manifest import Sample, read_manifest, write_manifest
 from xmd_cli.recipe import load_recipe
 from xmd_cli.shards import ShardReader, ShardWriter, store_dir
-from xmd_cli.stages.stores import find_store, teacher_components
+from xmd_cli.shards.locate import find_store
+from xmd_cli.teachers import teacher_components
 from xmd_cli.teachers.controls import (
     class_mean_rows,
     random_rows,

@@ -9,12 +9,12 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from xmd_cli.data.datasets import ImageDataset, SpeechDataset, build_dataset, collate
 from xmd_cli.data.manifest import Sample, read_manifest, write_manifest
-from xmd_cli.datasets import ImageDataset, SpeechDataset, build_dataset, collate
+from xmd_cli.data.transforms import measured_snr_db
 from xmd_cli.errors import XmdError
-from xmd_cli.features import measured_snr_db
+from xmd_cli.models.students import build_student
 from xmd_cli.recipe import StudentConfig
-from xmd_cli.students import build_student
 
 RATE = 16000
 

@@ -24,9 +24,10 @@ from xmd_cli.diagnose.cka import cka_report, linear_cka
 from xmd_cli.diagnose.common import encode
 from xmd_cli.diagnose.quality_reliability import centroid_distances, quality_reliability
 from xmd_cli.diagnose.separability import cosine_summary, separability
+from xmd_cli.quality.store import quality_components
 from xmd_cli.recipe import QualitySideConfig, TeacherConfig
 from xmd_cli.shards import ShardWriter, store_dir
-from xmd_cli.stages.stores import quality_components, teacher_components
+from xmd_cli.teachers import teacher_components
 
 runner = CliRunner()
 K, PER, DIM = 6, 16, 24
@@ -257,7 +258,7 @@ def test_diagnose_with_a_student_alone_checkpoint(tmp_path):
     import torch
 
     from xmd_cli.console import Output
-    from xmd_cli.diagnose.student_embeddings import student_embeddings
+    from xmd_cli.inference import student_embeddings
     from xmd_cli.recipe import load_recipe
     from xmd_cli.stages.diagnose import run_diagnose
     from xmd_cli.stages.fit import run_fit

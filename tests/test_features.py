@@ -8,16 +8,9 @@ import torch
 from PIL import Image
 from torchaudio.compliance import kaldi
 
+from xmd_cli.data.transforms import IMAGE_MEAN, IMAGE_STD, add_noise, image_transform, measured_snr_db, random_crop
 from xmd_cli.errors import XmdError
-from xmd_cli.features import (
-    IMAGE_MEAN,
-    IMAGE_STD,
-    SpeechFeatures,
-    add_noise,
-    image_transform,
-    measured_snr_db,
-    random_crop,
-)
+from xmd_cli.models.fbank import SpeechFeatures
 
 RATE = 16000
 

@@ -7,15 +7,20 @@ import torch
 import torch.nn.functional as F
 
 from xmd_cli.errors import XmdError
-from xmd_cli.method import (
+from xmd_cli.models.distill import (
     AAMClassifier,
+    ClassifierTerm,
     DistillationLoss,
+    FeatureTerm,
     ProjectionHead,
+    QualityWeighting,
     logit_kd,
     margin_loss,
     qaw_weights,
 )
-from xmd_cli.recipe import MethodConfig, QAWConfig
+from xmd_cli.recipe import MethodConfig
+
+NO_QAW = QualityWeighting(enabled=False)
 
 
 def test_margin_loss_inside_and_outside_the_margin():
@@ -60,24 +65,24 @@ def test_logit_kd_matches_kl_div_and_vanishes_for_equal_logits():
 
 @pytest.mark.parametrize("mode", ["power", "softmax"])
 def test_qaw_weights_have_mean_one_and_follow_quality(mode):
-    config = QAWConfig(mode=mode, gamma=2.0, tau=0.2)
+    config = QualityWeighting(mode=mode, gamma=2.0, tau=0.2)
     q_teacher = torch.tensor([0.9, 0.1, 0.5, 0.7])
     q_student = torch.tensor([0.8, 0.8, 0.8, 0.8])
     w = qaw_weights(config, q_teacher, q_student, 4)
     assert w.mean().item() == pytest.approx(1.0, abs=1e-6)
     assert torch.argsort(w).tolist() == torch.argsort(q_teacher).tolist()
-    assert torch.equal(qaw_weights(QAWConfig(enabled=False), q_teacher, q_student, 4), torch.ones(4))
+    assert torch.equal(qaw_weights(QualityWeighting(enabled=False), q_teacher, q_student, 4), torch.ones(4))
 
 
 def test_qaw_power_mode_by_hand():
-    w = qaw_weights(QAWConfig(alpha=1, beta=0, gamma=1), torch.tensor([0.2, 0.6]), None, 2)
+    w = qaw_weights(QualityWeighting(alpha=1, beta=0, gamma=1), torch.tensor([0.2, 0.6]), None, 2)
     assert w.tolist() == pytest.approx([0.5, 1.5])
 
 
 def test_shared_classifier_gradients_reach_projection_and_student():
     torch.manual_seed(0)
-    config = MethodConfig(feature={"loss": "none"}, classifier={"kind": "shared"}, qaw={"enabled": False})
-    loss = DistillationLoss(config, student_dim=4, teacher_dim=6, classes=3)
+    loss = DistillationLoss(student_dim=4, teacher_dim=6, classes=3, feature=FeatureTerm(loss="none"),
+                            classifier=ClassifierTerm(kind="shared"), qaw=NO_QAW)
     student_embedding = torch.randn(5, 4, requires_grad=True)
     terms = loss(student_embedding, torch.randn(5, 6), torch.tensor([0, 1, 2, 0, 1]))
     assert set(terms) == {"cls_student", "cls_teacher", "total"}
@@ -92,8 +97,7 @@ def test_shared_classifier_gradients_reach_projection_and_student():
 
 def test_samples_without_teacher_row_get_only_the_student_term():
     torch.manual_seed(0)
-    config = MethodConfig(qaw={"enabled": False})
-    loss = DistillationLoss(config, student_dim=4, teacher_dim=4, classes=2)
+    loss = DistillationLoss(student_dim=4, teacher_dim=4, classes=2, qaw=NO_QAW)
     loss.eval()  # BatchNorm in the mlp head uses running stats: results independent of batch make-up
     s, t, y = torch.randn(4, 4), torch.randn(4, 4), torch.tensor([0, 1, 0, 1])
     has = torch.tensor([True, True, False, False])
@@ -109,7 +113,7 @@ def test_samples_without_teacher_row_get_only_the_student_term():
 
 def test_one_teacher_row_in_training_skips_the_teacher_terms():
     # The mlp head's BatchNorm cannot normalise one row in training mode: skip, don't crash.
-    loss = DistillationLoss(MethodConfig(qaw={"enabled": False}), student_dim=4, teacher_dim=4, classes=2)
+    loss = DistillationLoss(student_dim=4, teacher_dim=4, classes=2, qaw=NO_QAW)
     terms = loss(torch.randn(3, 4), torch.randn(3, 4), torch.tensor([0, 1, 0]),
                  has_teacher=torch.tensor([True, False, False]))
     assert terms["feat"].item() == 0.0 and torch.isfinite(terms["total"])
@@ -117,16 +121,16 @@ def test_one_teacher_row_in_training_skips_the_teacher_terms():
 
 def test_total_combines_terms_with_recipe_weights():
     torch.manual_seed(0)
-    config = MethodConfig(feature={"weight": 0.5}, classifier={"weight": 2.0}, qaw={"enabled": False})
-    loss = DistillationLoss(config, student_dim=4, teacher_dim=4, classes=2)
+    loss = DistillationLoss(student_dim=4, teacher_dim=4, classes=2, feature=FeatureTerm(weight=0.5),
+                            classifier=ClassifierTerm(weight=2.0), qaw=NO_QAW)
     terms = loss(torch.randn(6, 4), torch.randn(6, 4), torch.tensor([0, 1] * 3))
     expected = terms["cls_student"] + 0.5 * terms["feat"] + 2.0 * terms["cls_teacher"]
     assert terms["total"].item() == pytest.approx(expected.item())
 
 
 def test_logit_kd_configuration_returns_kd_term():
-    config = MethodConfig(feature={"loss": "none"}, classifier={"kind": "logit-kd"}, projection="linear")
-    loss = DistillationLoss(config, student_dim=4, teacher_dim=8, classes=3)
+    loss = DistillationLoss(student_dim=4, teacher_dim=8, classes=3, projection="linear",
+                            feature=FeatureTerm(loss="none"), classifier=ClassifierTerm(kind="logit-kd"))
     terms = loss(torch.randn(5, 4), torch.randn(5, 8), torch.tensor([0, 1, 2, 0, 1]))
     assert {"kd", "cls_teacher", "cls_student"} <= set(terms)
 
@@ -134,3 +138,16 @@ def test_logit_kd_configuration_returns_kd_term():
 def test_identity_projection_needs_equal_dimensions():
     with pytest.raises(XmdError, match="identity needs equal dimensions"):
         ProjectionHead(6, 4, "identity")
+
+
+def test_from_recipe_maps_every_method_field():
+    config = MethodConfig(projection="linear", feature={"loss": "l2", "margin": 0.3, "weight": 0.5},
+                          classifier={"kind": "logit-kd", "weight": 2.0, "temperature": 3.0, "scale": 20.0,
+                                      "angular_margin": 0.1},
+                          qaw={"mode": "softmax", "gamma": 2.0, "tau": 0.3, "alpha": 0.5, "beta": 0.0,
+                               "apply_to": ["feat"]})
+    loss = DistillationLoss.from_recipe(config, student_dim=4, teacher_dim=8, classes=3)
+    assert loss.feature == FeatureTerm("l2", 0.3, 0.5)
+    assert loss.classifier_term == ClassifierTerm("logit-kd", 2.0, 3.0, 20.0, 0.1)
+    assert loss.qaw == QualityWeighting(True, "softmax", 2.0, 0.3, 0.5, 0.0, ("feat",))
+    assert loss.classifier.margin == 0.1 and isinstance(loss.projection.net, torch.nn.Linear)

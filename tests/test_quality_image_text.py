@@ -105,7 +105,7 @@ def test_overrides_are_checked_by_name():
         get_scorer("speech", midpoints={"duration": 0}, key="quality.student")
     with pytest.raises(XmdError, match="every text signal has weight 0"):
         get_scorer("text", weights={"words": 0, "letter_ratio": 0})
-    with pytest.raises(XmdError, match="no quality scorer for modality 'smell'"):
+    with pytest.raises(XmdError, match="quality modality 'smell' is not known"):
         get_scorer("smell")
 
 

@@ -8,8 +8,9 @@ import torch
 import torch.nn.functional as F
 
 from xmd_cli.errors import XmdError
+from xmd_cli.models.pooling import masked_mean_std
+from xmd_cli.models.students import build_student, parameter_count
 from xmd_cli.recipe import StudentConfig
-from xmd_cli.students import build_student, masked_mean_std, parameter_count
 
 SMALL_ECAPA = dict(arch="ecapa", channels=[64] * 4 + [192], attention_channels=32)
 RATE = 16000

@@ -9,7 +9,7 @@ from torch.utils.data import Dataset
 
 from xmd_cli.console import Output
 from xmd_cli.errors import XmdError
-from xmd_cli.method import DistillationLoss
+from xmd_cli.models.distill import DistillationLoss
 from xmd_cli.recipe import MethodConfig, TrainingConfig
 from xmd_cli.training.checkpoint import read_meta
 from xmd_cli.training.distributed import DistContext
@@ -44,7 +44,7 @@ def make_job(tmp_path, data=None, epochs=3, crash_at=None, **training):
     seed_everything(0)
     data = data or Blobs()
     student = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Dropout(0.1), nn.Linear(16, 6))
-    method = DistillationLoss(MethodConfig(qaw={"enabled": False}), student_dim=6, teacher_dim=8, classes=4)
+    method = DistillationLoss.from_recipe(MethodConfig(qaw={"enabled": False}), student_dim=6, teacher_dim=8, classes=4)
     calls = {"n": 0}
 
     def side_info(indices):

@@ -12,19 +12,27 @@ Paths in a recipe are taken relative to the directory xmd is run from.
 from __future__ import annotations
 
 import difflib
+import math
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from xmd_cli.errors import XmdError
+from xmd_cli.vocab import ADAPTER_NAMES, MODALITIES, REAL_TEACHERS, STUDENT_ARCHS, TASKS, TEACHER_KINDS
+
+# Keys that were renamed: old path -> new path. A recipe may still use the old key;
+# it is moved to the new one with a note on stderr.
+RENAMED_KEYS = {("method", "classifier", "margin"): ("method", "classifier", "angular_margin")}
 
 
 class Section(BaseModel):
     # extra="forbid": a typo is an error, never a silently ignored key.
     # validate_assignment: `--set` and code that edits a recipe stay typed.
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False: no setting means anything at inf or NaN (training.lr=inf trains nothing).
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 # ---------------------------------------------------------------- data
@@ -57,48 +65,53 @@ class CaptionsConfig(Section):
     image_size: int = Field(64, ge=32, description="image side in pixels")
 
 
-Adapter = Literal["voxceleb", "kaldi", "imagefolder", "table", "synthetic-persons", "synthetic-captions"]
-
-
 class DataConfig(Section):
-    adapter: Adapter = Field("synthetic-persons", description="how to read the dataset")
-    root: str | None = Field(None, description="dataset root; for synthetic data, where to generate it "
+    adapter: Literal[ADAPTER_NAMES] = Field(
+        "synthetic-persons", description="the kind of dataset to read: voxceleb, kaldi, imagefolder, table, "
+        "or generated demo data (synthetic-persons, synthetic-captions)")
+    root: str | None = Field(None, description="the dataset's folder; for generated data, where to write it "
                              "(default: WORKDIR/data/ADAPTER)")
-    trials: list[str] = Field(default_factory=list, description="trial lists (VoxCeleb format); "
-                              "identities named in them form the test split")
-    audio_dir: str = Field("wav", description="voxceleb: audio tree below root")
-    images_dir: str | None = Field(None, description="voxceleb: face-frame tree below root, parallel to audio_dir")
-    captions: str | None = Field(None, description="imagefolder: captions file (TSV `relative/path<TAB>caption`)")
-    table: str | None = Field(None, description="table: the CSV or JSONL file")
-    columns: dict[str, str] = Field(default_factory=dict, description="table: manifest field -> column name "
-                                    "(id, label, split, audio, images, text, segment_start, segment_end)")
+    trials: list[str] = Field(default_factory=list, description="verification trial lists (VoxCeleb format); "
+                              "the identities they name become the test split")
+    audio_dir: str = Field("wav", description="voxceleb: the audio folder below root")
+    images_dir: str | None = Field(None, description="voxceleb: the face-frame folder below root, laid out like "
+                                   "audio_dir")
+    captions: str | None = Field(None, description="imagefolder: a captions file (TSV `relative/path<TAB>caption`) "
+                                 "that gives each image its text")
+    table: str | None = Field(None, description="table: the CSV or JSONL file listing the samples")
+    columns: dict[str, str] = Field(default_factory=dict, description="table: which column holds each manifest "
+                                    "field (id, label, split, audio, images, text, segment_start, segment_end)")
     split: Literal["train", "validation", "test"] | None = Field(
-        None, description="put every sample in this split instead of assigning splits")
-    validation_fraction: float = Field(0.1, ge=0, lt=1, description="share of each training class kept "
+        None, description="put every sample in this split instead of assigning splits (e.g. a test-only set)")
+    validation_fraction: float = Field(0.1, ge=0, lt=1, description="share of each training class held out "
                                        "for validation when the data names no split")
-    seed: int = Field(0, description="seed of split assignment and of synthetic data")
-    tiny: bool = Field(False, description="synthetic data: the tiny preset used by tests")
+    seed: int = Field(0, description="seed of the split assignment and of generated data")
+    tiny: bool = Field(False, description="generated data: the tiny preset the tests use (seconds to make)")
     persons: PersonsConfig = Field(default_factory=PersonsConfig)
     captions_data: CaptionsConfig = Field(default_factory=CaptionsConfig)
 
 
 # ---------------------------------------------------------------- teacher and quality
 class TeacherConfig(Section):
-    kind: Literal["face", "text", "checkpoint", "random", "class-mean", "shuffled"] = Field(
-        "face", description="which teacher makes the embeddings")
-    modality: Literal["face", "speech", "image", "text"] = Field("face", description="teacher input")
+    kind: Literal[TEACHER_KINDS] = Field(
+        "face", description="which teacher makes the embeddings: a network (face, text, checkpoint) or a "
+        "control that tells whether a gain is the teacher's (class-mean, shuffled, random)")
+    modality: Literal[MODALITIES] = Field("face", description="what the teacher sees of each sample")
     weights: str | None = Field(None, description="face: vggface2, casia-webface or a local file; "
-                                "text: a sentence-transformers directory; checkpoint: a run directory")
-    frames: Literal["mean", "all"] = Field("mean", description="several images a sample: store their mean or every frame")
-    batch_size: int = Field(32, ge=1)
-    dtype: Literal["float16", "float32"] = "float16"
-    shard_rows: int = Field(4096, ge=1, description="rows per shard file")
-    max_failure_rate: float = Field(0.1, ge=0, le=1, description="fail the run above this share of failed samples")
+                                "text: a sentence-transformers folder; checkpoint: a run's checkpoint folder")
+    frames: Literal["mean", "all"] = Field("mean", description="samples with several images: store the mean "
+                                           "embedding or one row per image")
+    batch_size: int = Field(32, ge=1, description="samples the teacher embeds at once")
+    dtype: Literal["float16", "float32"] = Field("float16", description="stored precision of the embeddings "
+                                                 "(float16 halves the store and loses nothing a cosine sees)")
+    shard_rows: int = Field(4096, ge=1, description="rows per shard file of the store")
+    max_failure_rate: float = Field(0.1, ge=0, le=1, description="stop extraction when more than this share "
+                                    "of samples cannot be embedded (no face, unreadable file)")
     # Control teachers (random, class-mean, shuffled) are derived from a real teacher's store;
     # see docs/diagnose.md for what an ablation with them tells.
-    source_kind: Literal["face", "text", "checkpoint"] | None = Field(
+    source_kind: Literal[REAL_TEACHERS] | None = Field(
         None, description="control teachers: the real teacher whose store they derive from "
-        "(needed by class-mean and shuffled; random takes its dim and sample ids from it when set)")
+        "(needed by class-mean and shuffled; random takes its dimension and sample ids from it when set)")
     source_weights: str | None = Field(None, description="control teachers: that real teacher's weights "
                                        "(as teacher.weights would be for it)")
     control_dim: int | None = Field(None, ge=1, description="random control without a source: the vector dimension")
@@ -106,9 +119,11 @@ class TeacherConfig(Section):
 
 
 class QualitySideConfig(Section):
-    modality: Literal["face", "speech", "image", "text"]
-    weights: dict[str, float] = Field(default_factory=dict, description="signal -> weight in the combined score")
-    midpoints: dict[str, float] = Field(default_factory=dict, description="signal -> logistic mid-point")
+    modality: Literal[MODALITIES] = Field(description="what this side's quality scorer measures")
+    weights: dict[str, float] = Field(default_factory=dict, description="signal name -> its weight in the "
+                                      "combined score (docs/quality.md lists the signals)")
+    midpoints: dict[str, float] = Field(default_factory=dict, description="signal name -> the value that scores "
+                                        "0.5 on its logistic")
 
 
 class QualityConfig(Section):
@@ -118,15 +133,18 @@ class QualityConfig(Section):
 
 # ---------------------------------------------------------------- student and method
 class StudentConfig(Section):
-    arch: Literal["ecapa", "resnet34", "image-cnn", "resnet18"] = "ecapa"
-    modality: Literal["speech", "image", "face", "text"] = "speech"
-    embedding_dim: int = Field(192, ge=2)
+    arch: Literal[STUDENT_ARCHS] = Field("ecapa", description="the student network: ecapa or resnet34 for "
+                                         "speech, image-cnn or resnet18 for images")
+    modality: Literal[MODALITIES] = Field("speech", description="what the student sees; must fit arch")
+    embedding_dim: int = Field(192, ge=2, description="size of the embedding the student outputs")
     channels: list[int] = Field(default_factory=lambda: [512, 512, 512, 512, 1536],
-                                description="ecapa: channels of its blocks")
-    width: Literal["quarter", "half", "full"] = Field("half", description="resnet34: width")
-    sample_rate: int = 16000
-    crop_seconds: float = Field(2.0, gt=0, description="random crop length in training")
-    n_mels: int = 80
+                                description="ecapa: channels of its four blocks and the aggregation layer")
+    width: Literal["quarter", "half", "full"] = Field("half", description="resnet34: width (full is "
+                                                      "WeSpeaker's 32 channels in the first stage)")
+    sample_rate: int = Field(16000, description="speech students: audio is resampled to this rate (Hz)")
+    crop_seconds: float = Field(2.0, gt=0, description="speech students: length of the random crop each "
+                                "utterance gives in training")
+    n_mels: int = Field(80, description="speech students: mel bands of the fbank front end")
     attention_channels: int = Field(128, ge=1, description="ecapa: channels of its attentive statistics pooling")
     image_size: int = Field(128, ge=16, description="image students: input side in pixels "
                             "(e.g. 112 or 128 for faces, 64 for the synthetic-captions demo)")
@@ -137,32 +155,52 @@ class StudentConfig(Section):
 
 
 class FeatureLossConfig(Section):
-    loss: Literal["none", "cosine", "l2"] = "cosine"
-    margin: float = Field(0.2, ge=0, description="m; 0 is the hard constraint")
-    weight: float = Field(1.0, ge=0, description="lambda_feat")
+    loss: Literal["none", "cosine", "l2"] = Field(
+        "cosine", description="how far the student embedding may be from the projected teacher's: cosine "
+        "distance, mean squared (l2) difference, or none (no feature-level term)")
+    margin: float = Field(0.2, ge=0, description="distance the student may keep from the projected teacher "
+                          "before it is pulled in (the soft constraint); 0 pulls every pair (the hard constraint)")
+    weight: float = Field(1.0, ge=0, description="weight of the feature-level term in the total loss")
+
+    @model_validator(mode="after")
+    def _margin_within_reach(self):
+        # A cosine distance never exceeds 2: a larger margin switches the term off without a word.
+        if self.loss == "cosine" and self.margin >= 2:
+            raise ValueError(f"margin {self.margin} is at or above 2, the largest cosine distance, so the feature "
+                             "term would always be 0; use a margin in [0, 2), e.g. 0.2")
+        return self
 
 
 class ClassifierLossConfig(Section):
-    kind: Literal["none", "shared", "logit-kd"] = "shared"
-    weight: float = Field(1.0, ge=0, description="lambda_cls")
-    temperature: float = Field(4.0, gt=0, description="logit-kd: T")
-    scale: float = Field(30.0, gt=0, description="AAM softmax scale s")
-    margin: float = Field(0.2, ge=0, description="AAM softmax angular margin a")
+    kind: Literal["none", "shared", "logit-kd"] = Field(
+        "shared", description="classifier-level term: shared (the projected teacher is classified by the "
+        "student's own classifier), logit-kd (the hard baseline: match softened teacher logits), or none")
+    weight: float = Field(1.0, ge=0, description="weight of the classifier-level term in the total loss")
+    temperature: float = Field(4.0, gt=0, description="logit-kd: softening temperature of both logits")
+    scale: float = Field(30.0, gt=0, description="scale of the angular-margin softmax logits")
+    angular_margin: float = Field(0.2, ge=0, lt=math.pi / 2, description="angle in radians added to the "
+                                  "true class in the angular-margin (AAM, ArcFace) softmax; 0 is a plain "
+                                  "cosine softmax")
 
 
 class QAWConfig(Section):
-    enabled: bool = True
-    mode: Literal["power", "softmax"] = "power"
-    gamma: float = Field(1.0, ge=0)
-    tau: float = Field(0.1, gt=0)
-    alpha: float = Field(1.0, ge=0, description="exponent of teacher-side quality")
-    beta: float = Field(1.0, ge=0, description="exponent of student-side quality")
+    enabled: bool = Field(True, description="weight each sample's distillation terms by its face and voice "
+                          "quality, so bad faces teach less")
+    mode: Literal["power", "softmax"] = Field("power", description="how quality becomes a weight: "
+                                              "quality^gamma, or a softmax over the batch at temperature tau")
+    gamma: float = Field(1.0, ge=0, description="power mode: how sharply quality separates the weights "
+                         "(0: all equal)")
+    tau: float = Field(0.1, gt=0, description="softmax mode: temperature (smaller: sharper)")
+    alpha: float = Field(1.0, ge=0, description="how much the teacher-side (face) quality counts")
+    beta: float = Field(1.0, ge=0, description="how much the student-side (voice) quality counts")
     apply_to: list[Literal["feat", "cls_teacher", "cls_student"]] = Field(
-        default_factory=lambda: ["feat", "cls_teacher"])
+        default_factory=lambda: ["feat", "cls_teacher"], description="the loss terms the weights scale")
 
 
 class MethodConfig(Section):
-    projection: Literal["mlp", "linear", "identity"] = "mlp"
+    projection: Literal["mlp", "linear", "identity"] = Field(
+        "mlp", description="the trainable head that maps teacher embeddings into the student's space: a "
+        "two-layer mlp (the soft constraint), linear, or identity (equal dimensions only)")
     feature: FeatureLossConfig = Field(default_factory=FeatureLossConfig)
     classifier: ClassifierLossConfig = Field(default_factory=ClassifierLossConfig)
     qaw: QAWConfig = Field(default_factory=QAWConfig)
@@ -172,14 +210,14 @@ class MethodConfig(Section):
 
 # ---------------------------------------------------------------- training and evaluation
 class TrainingConfig(Section):
-    optimizer: Literal["adamw", "sgd"] = "adamw"
+    optimizer: Literal["adamw", "sgd"] = Field("adamw", description="the optimiser")
     lr: float = Field(1e-3, gt=0, description="peak learning rate (after warm-up)")
     momentum: float = Field(0.9, ge=0, lt=1, description="sgd: momentum")
-    weight_decay: float = Field(1e-4, ge=0)
-    epochs: int = Field(10, ge=1)
+    weight_decay: float = Field(1e-4, ge=0, description="decoupled weight decay (adamw) or L2 penalty (sgd)")
+    epochs: int = Field(10, ge=1, description="passes over the training split")
     batch_size: int = Field(32, ge=1, description="global batch: split across processes under torchrun")
     warmup_steps: int = Field(100, ge=0, description="linear warm-up, then cosine decay to min_lr_ratio * lr")
-    min_lr_ratio: float = Field(0.01, ge=0, le=1)
+    min_lr_ratio: float = Field(0.01, ge=0, le=1, description="the learning rate at the end, as a share of lr")
     grad_clip: float | None = Field(5.0, gt=0, description="clip the gradient norm; null: off")
     amp: bool = Field(True, description="bf16 autocast on CUDA (never on CPU)")
     checkpoint_every: int = Field(1, ge=1, description="epochs between periodic checkpoints")
@@ -194,7 +232,7 @@ class TrainingConfig(Section):
 
 
 class EvaluationConfig(Section):
-    task: Literal["speaker-verification", "classification", "cross-modal-matching"] = "speaker-verification"
+    task: Literal[TASKS] = Field("speaker-verification", description="what `xmd evaluate` measures by default")
     trials: str | None = Field(None, description="trial list name in the work directory or a file")
     score_norm: Literal["none", "mean", "asnorm"] = Field("none", description="scoring back-end after cosine: "
                                                           "mean subtraction or AS-norm (cohort: training split)")
@@ -211,7 +249,7 @@ class EvaluationConfig(Section):
 
 class Recipe(Section):
     name: str = Field("run", description="name of the run directory")
-    seed: int = 0
+    seed: int = Field(0, description="seed of initialisation, batch order and augmentation")
     data: DataConfig = Field(default_factory=DataConfig)
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)
@@ -334,6 +372,24 @@ def load_yaml(path: Path) -> tuple[dict, dict[tuple, int]]:
     return raw, _key_lines(text)
 
 
+def _rename_deprecated(raw: dict, source: str) -> dict:
+    """Move values from renamed keys to their new names; both at once is an error."""
+    for old, new in RENAMED_KEYS.items():
+        parent = raw
+        for part in old[:-1]:
+            parent = parent.get(part) if isinstance(parent, dict) else None
+        if not isinstance(parent, dict) or old[-1] not in parent:
+            continue
+        old_key, new_key = ".".join(old), ".".join(new)
+        if new[-1] in parent:
+            raise XmdError(f"{source}: both '{old_key}' (deprecated) and '{new_key}' are set",
+                           hint=f"keep only '{new_key}'")
+        parent[new[-1]] = parent.pop(old[-1])
+        print(f"note: {source}: '{old_key}' is deprecated; it is now '{new_key}' (same value, same meaning)",
+              file=sys.stderr)
+    return raw
+
+
 def load_recipe(path: Path | str | None = None, overrides: list[str] | None = None,
                 options: dict | None = None) -> Recipe:
     """Defaults <- recipe file <- `options` (a command's own flags) <- `--set` overrides."""
@@ -346,7 +402,7 @@ def load_recipe(path: Path | str | None = None, overrides: list[str] | None = No
     if overrides:
         raw = apply_overrides(raw, overrides)
         source = f"{source} with --set"
-    return _validate(raw, source, lines)
+    return _validate(_rename_deprecated(raw, source), source, lines)
 
 
 def deep_merge(into: dict, other: dict) -> dict:

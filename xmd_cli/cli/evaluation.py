@@ -26,12 +26,10 @@ from xmd_cli.cli.app import (
     user_errors,
 )
 from xmd_cli.errors import XmdError
+from xmd_cli.vocab import TASKS
 
-
-class Task(str, Enum):
-    speaker_verification = "speaker-verification"
-    classification = "classification"
-    cross_modal_matching = "cross-modal-matching"
+# The choices of --task, from the one list the recipe schema uses too.
+Task = Enum("Task", {name: name for name in TASKS}, type=str)
 
 
 @app.command()

@@ -28,13 +28,10 @@ from xmd_cli.cli.app import (
     user_errors,
 )
 from xmd_cli.errors import XmdError
+from xmd_cli.vocab import MODALITIES
 
-
-class Modality(str, Enum):
-    face = "face"
-    speech = "speech"
-    image = "image"
-    text = "text"
+# The choices of --modality, from the one list the recipe schema uses too.
+Modality = Enum("Modality", {name: name for name in MODALITIES}, type=str)
 
 
 @app.command("extract-teacher")

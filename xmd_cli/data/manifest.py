@@ -19,6 +19,7 @@ from pathlib import Path
 
 from xmd_cli import __version__
 from xmd_cli.errors import XmdError
+from xmd_cli.io import write_json, write_text
 
 SPLITS = ("train", "validation", "test")
 MANIFEST = "manifest.jsonl"
@@ -105,16 +106,9 @@ class Manifest:
         return manifest_hash(self.workdir)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    # Write then rename, so a crash never leaves half a manifest behind.
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def write_trials(path: Path, trials: list[Trial]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, "".join(f"{t.target} {t.enroll} {t.test}\n" for t in trials))
+    write_text(path, "".join(f"{t.target} {t.enroll} {t.test}\n" for t in trials))
 
 
 def read_trials(path: Path, known_ids: set[str] | None = None,
@@ -157,9 +151,9 @@ def write_manifest(workdir: Path, samples: list[Sample], *, root: Path, adapter:
                    trials: dict[str, list[Trial]] | None = None, extra: dict | None = None) -> Path:
     """Write manifest.jsonl, labels.json, dataset.json and trials/ into `workdir`."""
     workdir.mkdir(parents=True, exist_ok=True)
-    _atomic_write(workdir / MANIFEST, "".join(s.to_json() + "\n" for s in samples))
+    write_text(workdir / MANIFEST, "".join(s.to_json() + "\n" for s in samples))
     labels = label_map(samples)
-    _atomic_write(workdir / LABELS, json.dumps(labels, indent=1) + "\n")
+    write_json(workdir / LABELS, labels)
     trial_files = {}
     for name, trial_list in (trials or {}).items():
         relative = f"{TRIALS_DIR}/{name}.txt"
@@ -169,7 +163,7 @@ def write_manifest(workdir: Path, samples: list[Sample], *, root: Path, adapter:
     dataset = {"root": str(Path(root).resolve()), "adapter": adapter, "samples": len(samples),
                "classes": len(labels), "splits": counts, "trials": trial_files,
                "xmd_version": __version__, **(extra or {})}
-    _atomic_write(workdir / DATASET, json.dumps(dataset, indent=1) + "\n")
+    write_json(workdir / DATASET, dataset)
     return workdir / MANIFEST
 
 

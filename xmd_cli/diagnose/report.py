@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import numpy as np
 
-
-def _pyplot():
-    import matplotlib
-    matplotlib.use("Agg", force=True)  # no display is ever needed
-    import matplotlib.pyplot as plt
-    return plt
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+from xmd_cli.io import write_json, write_text
+from xmd_cli.plotting import pyplot, save_figure
 
 
 def plain(value):
@@ -94,21 +82,18 @@ def render_markdown(report: dict) -> str:
 
 
 def plot_cosines(path: Path, within: np.ndarray, between: np.ndarray) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
     bins = np.linspace(-1, 1, 61)
     ax.hist(between, bins=bins, alpha=0.6, density=True, label=f"different class ({len(between)} pairs)")
     ax.hist(within, bins=bins, alpha=0.6, density=True, label=f"same class ({len(within)} pairs)")
     ax.set(xlabel="cosine of teacher embeddings", ylabel="density", title="Teacher separability")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_cka(path: Path, cka: dict) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), dpi=110)
     for ax, key, title in ((axes[0], "overall", "overall"), (axes[1], "within_class", "within classes")):
         part = cka[key]
@@ -116,28 +101,22 @@ def plot_cka(path: Path, cka: dict) -> Path:
         ax.axvline(part["cka"], color="crimson", lw=2, label=f"observed {part['cka']:.3f}")
         ax.set(xlabel="linear CKA", title=f"Teacher vs student, {title}")
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_quality(path: Path, quality: np.ndarray, distance: np.ndarray) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 4), dpi=110)
     ax.scatter(quality, distance, s=8, alpha=0.6)
     ax.set(xlabel="teacher-side quality score", ylabel="cosine distance to class centroid (leave-one-out)",
            title="Quality vs teacher reliability")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def write_diagnose_report(out_dir: Path, report: dict) -> dict:
     """Write report.json and report.md into `out_dir`; returns the JSON-safe report."""
     out_dir.mkdir(parents=True, exist_ok=True)
     clean = plain(report)
-    _atomic_write(out_dir / "report.json", json.dumps(clean, indent=1) + "\n")
-    _atomic_write(out_dir / "report.md", render_markdown(clean))
+    write_json(out_dir / "report.json", clean)
+    write_text(out_dir / "report.md", render_markdown(clean))
     return clean

@@ -1,6 +1,6 @@
 """PNG plots for reports: the DET curve and the confusion matrix.
 
-matplotlib is imported inside each function, with the Agg back-end, so that
+matplotlib comes from `xmd_cli.plotting` (Agg, imported on first use), so
 importing xmd_cli.metrics costs nothing and no display is ever needed.
 """
 
@@ -11,16 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from xmd_cli.metrics.verification import operating_points
+from xmd_cli.plotting import pyplot, save_figure
 
 _MAX_POINTS = 4000  # DET points drawn; more are invisible at any figure size
 _AXIS_PERCENT = (0.01, 0.1, 0.5, 1, 2, 5, 10, 20, 40, 60)
-
-
-def _pyplot():
-    import matplotlib
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-    return plt
 
 
 def _thin(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -45,7 +39,7 @@ def det_curve_png(path: Path, scores, labels, *, summary: dict | None = None,
     points = operating_points(scores, labels)
     lo, hi = 5e-5, 1 - 5e-5
     x, y = _thin(norm.ppf(np.clip(points.p_fa, lo, hi)), norm.ppf(np.clip(points.p_miss, lo, hi)))
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 5.5), dpi=110)
     ax.plot(x, y, lw=1.5, label=label or "DET")
     if summary is not None:
@@ -70,7 +64,7 @@ def det_curve_png(path: Path, scores, labels, *, summary: dict | None = None,
     ax.set_title(title)
     ax.grid(True, lw=0.4, alpha=0.6)
     ax.legend(loc="upper right", fontsize=8)
-    return _save(fig, path, plt)
+    return save_figure(fig, path)
 
 
 def confusion_matrix_png(path: Path, matrix, class_names: list[str] | None = None, *,
@@ -83,7 +77,7 @@ def confusion_matrix_png(path: Path, matrix, class_names: list[str] | None = Non
     n = matrix.shape[0]
     names = class_names or [str(i) for i in range(n)]
     row_share = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
-    plt = _pyplot()
+    plt = pyplot()
     side = min(3 + 0.45 * n, 16)
     fig, ax = plt.subplots(figsize=(side, side), dpi=100)
     image = ax.imshow(row_share, cmap="Blues", vmin=0, vmax=1)
@@ -99,13 +93,4 @@ def confusion_matrix_png(path: Path, matrix, class_names: list[str] | None = Non
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     ax.set_title(title)
-    return _save(fig, path, plt)
-
-
-def _save(fig, path, plt) -> Path:
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

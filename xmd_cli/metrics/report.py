@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import numpy as np
 
 from xmd_cli import __version__
 from xmd_cli.errors import XmdError
+from xmd_cli.io import write_json, write_text
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
@@ -69,8 +69,8 @@ def write_report(outdir: Path, *, task: str, backend: str, metrics: dict, finger
               "title": title or outdir.name, "task": task, "backend": backend, "metrics": metrics,
               "protocol": protocol or {}, "fingerprints": fingerprints, "seeds": seeds, "plots": plots or {}}
     json_path, md_path = outdir / REPORT_JSON, outdir / REPORT_MD
-    _atomic_write(json_path, json.dumps(_jsonable(report), indent=1, allow_nan=False) + "\n")
-    _atomic_write(md_path, render_markdown(report))
+    write_json(json_path, _jsonable(report), allow_nan=False)
+    write_text(md_path, render_markdown(report))
     return json_path, md_path
 
 
@@ -88,12 +88,6 @@ def _jsonable(value):
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     return value
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def report_rows(report: dict) -> list[tuple[str, str, str]]:

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from xmd_cli.errors import XmdError
+from xmd_cli.io import file_sha256
 from xmd_cli.metrics.verification import verification_summary
-from xmd_cli.shards.fingerprint import file_sha256
 
 _LABELS = {"1": True, "0": False, "target": True, "nontarget": False}
 

@@ -15,33 +15,26 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from xmd_cli.errors import XmdError
 from xmd_cli.quality.combine import QualityResult, Scorer, Signal
+from xmd_cli.registry import Registry
+from xmd_cli.vocab import MODALITIES
 
 if TYPE_CHECKING:
     from xmd_cli.recipe import QualitySideConfig
 
-__all__ = ["MODALITIES", "QualityResult", "Scorer", "Signal", "default_signals", "get_scorer",
+__all__ = ["MODALITIES", "SCORERS", "QualityResult", "Scorer", "Signal", "default_signals", "get_scorer",
            "scorer_for_side"]
 
-MODALITIES = ("face", "speech", "image", "text")
+# Imported on first use: the face scorer pulls in torch and facenet-pytorch.
+SCORERS: Registry[type[Scorer]] = Registry("quality scorer", key="quality modality")
+SCORERS.add("face", "xmd_cli.quality.face:FaceScorer")
+SCORERS.add("speech", "xmd_cli.quality.speech:SpeechScorer")
+SCORERS.add("image", "xmd_cli.quality.image:ImageScorer")
+SCORERS.add("text", "xmd_cli.quality.text:TextScorer")
 
 
 def _scorer_class(modality: str) -> type[Scorer]:
-    # Imported on demand: the face scorer pulls in torch and facenet-pytorch.
-    if modality == "face":
-        from xmd_cli.quality.face import FaceScorer
-        return FaceScorer
-    if modality == "speech":
-        from xmd_cli.quality.speech import SpeechScorer
-        return SpeechScorer
-    if modality == "image":
-        from xmd_cli.quality.image import ImageScorer
-        return ImageScorer
-    if modality == "text":
-        from xmd_cli.quality.text import TextScorer
-        return TextScorer
-    raise XmdError(f"no quality scorer for modality '{modality}'; valid: {', '.join(MODALITIES)}")
+    return SCORERS.get(modality)
 
 
 def default_signals(modality: str) -> tuple[Signal, ...]:

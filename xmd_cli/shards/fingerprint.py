@@ -67,12 +67,3 @@ def diff(expected: Mapping, found: Mapping, *, only_expected_keys: bool = False)
 def store_dir(root: Path, kind: str, components: Mapping) -> Path:
     """The conventional home of a store: ROOT/<kind>/<short hash>/ (kind: teacher or quality)."""
     return Path(root) / kind / Fingerprint(components).short
-
-
-def file_sha256(path: Path, block: int = 1 << 20) -> str:
-    """sha256 of a file's bytes, for a weights component."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for chunk in iter(lambda: f.read(block), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

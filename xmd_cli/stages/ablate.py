@@ -18,8 +18,10 @@ import yaml
 
 from xmd_cli.console import Output
 from xmd_cli.errors import XmdError
+from xmd_cli.plotting import pyplot, save_figure
 from xmd_cli.recipe import Recipe, deep_merge, load_recipe
 from xmd_cli.shards.fingerprint import Fingerprint
+from xmd_cli.vocab import CONTROL_TEACHERS
 
 SOFT = {"projection": "mlp"}
 OFF = {"qaw": {"enabled": False}}
@@ -39,7 +41,7 @@ PAPER_GRID: dict[str, dict] = {
                         "qaw": {"enabled": True}}},
 }
 # Control teachers beside the real one: the full method fed a label-only or shuffled teacher.
-CONTROL_KINDS = ("class-mean", "shuffled", "random")
+CONTROL_KINDS = CONTROL_TEACHERS
 CONTROLS = {f"full/{kind}": {**PAPER_GRID["full"], "teacher": {"kind": kind}} for kind in CONTROL_KINDS}
 GRIDS = {"paper": {**PAPER_GRID, **CONTROLS}, "paper-no-controls": PAPER_GRID,
          "quick": {k: PAPER_GRID[k] for k in ("none", "hard-cosine", "full")}}
@@ -152,21 +154,14 @@ def _write(results: list[dict], directory: Path, task: str, seeds: int, out: Out
 
 
 def _plot(summary: dict, order: list[str], metric: str, path: Path, note: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows = [r for r in order if metric in summary[r]]
     if not rows:
         return
     means = [summary[r][metric][0] for r in rows]
     stds = [summary[r][metric][1] for r in rows]
-    figure, axis = plt.subplots(figsize=(max(5, 0.7 * len(rows) + 2), 3.5), dpi=120)
+    figure, axis = pyplot().subplots(figsize=(max(5, 0.7 * len(rows) + 2), 3.5), dpi=120)
     axis.bar(range(len(rows)), means, yerr=stds, capsize=3, color="#3b6ea8")
     axis.set_xticks(range(len(rows)), rows, rotation=40, ha="right", fontsize=8)
     axis.set_ylabel(metric + (" (lower is better)" if metric in LOWER_IS_BETTER else ""))
     axis.set_title(note, fontsize=7)
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
+    save_figure(figure, path)

@@ -29,9 +29,11 @@ from xmd_cli.diagnose.report import (
 )
 from xmd_cli.diagnose.separability import pair_cosines, separability
 from xmd_cli.errors import XmdError
+from xmd_cli.quality.store import quality_store
 from xmd_cli.recipe import Recipe, save_resolved
 from xmd_cli.shards import ShardReader
-from xmd_cli.stages.stores import find_store, quality_store, teacher_components
+from xmd_cli.shards.locate import find_store
+from xmd_cli.teachers import teacher_components
 
 PERMUTATIONS = 19  # attribute and direction nulls: the smallest count where p <= 0.05 is reachable
 CKA_PERMUTATIONS = 199  # CKA is cheap: a finer null
@@ -102,10 +104,10 @@ def run_diagnose(recipe: Recipe, workdir: Path, *, checkpoint: Path | None = Non
 
 
 def _cka(checkpoint: Path, manifest, ids, rows, labels, device, seed, out) -> dict:
-    from xmd_cli.diagnose.student_embeddings import checkpoint_task, student_embeddings
+    from xmd_cli.inference import read_meta, student_embeddings
     from xmd_cli.training.distributed import resolve_device
 
-    task = checkpoint_task(checkpoint)
+    task = str(read_meta(checkpoint).get("task", "unknown"))
     if task != "train":
         out.note(f"[yellow]{checkpoint} is a {task!r} checkpoint, not a student alone (`xmd train`)[/yellow]: "
                  "CKA then measures what training with the teacher induced, not what the modalities share")

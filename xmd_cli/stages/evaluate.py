@@ -22,7 +22,8 @@ from xmd_cli.metrics.report import (
     write_report,
 )
 from xmd_cli.recipe import Recipe
-from xmd_cli.stages.evaluation.model import TASKS
+from xmd_cli.stages.evaluation import EVALUATIONS
+from xmd_cli.vocab import TASKS
 
 
 def _report_dir(workdir: Path, name: str, task: str, out_dir: Path | None) -> Path:
@@ -32,8 +33,9 @@ def _report_dir(workdir: Path, name: str, task: str, out_dir: Path | None) -> Pa
 def _with_model(recipe: Recipe, workdir: Path, task: str, checkpoint: Path | None, trials: str | None,
                 device: str, allow_stale: bool, out: Output, out_dir: Path | None):
     from xmd_cli.data.manifest import read_manifest
-    from xmd_cli.shards.fingerprint import file_sha256
-    from xmd_cli.stages.evaluation.model import default_checkpoint, load_checkpoint
+    from xmd_cli.inference import load_checkpoint
+    from xmd_cli.io import file_sha256
+    from xmd_cli.stages.evaluation.model import default_checkpoint
     from xmd_cli.training.distributed import resolve_device
 
     manifest = read_manifest(workdir)  # first: a work directory without data fails before any model loads
@@ -43,16 +45,8 @@ def _with_model(recipe: Recipe, workdir: Path, task: str, checkpoint: Path | Non
     target = _report_dir(workdir, name, task, out_dir)
     target.mkdir(parents=True, exist_ok=True)
     out.note(f"[bold]xmd evaluate[/bold] {task}: {model.describe} on {manifest.workdir}, {model.device}")
-    common = {"manifest": manifest, "model": model, "out_dir": target, "allow_stale": allow_stale, "out": out}
-    if task == "speaker-verification":
-        from xmd_cli.stages.evaluation.verification import evaluate_verification
-        parts = evaluate_verification(recipe, trials=trials, **common)
-    elif task == "classification":
-        from xmd_cli.stages.evaluation.closed_set import evaluate_classification
-        parts = evaluate_classification(recipe, **common)
-    else:
-        from xmd_cli.stages.evaluation.matching import evaluate_matching
-        parts = evaluate_matching(recipe, **common)
+    parts = EVALUATIONS.get(task)(recipe, manifest=manifest, model=model, out_dir=target, allow_stale=allow_stale,
+                                  out=out, trials=trials)
     parts["fingerprints"] = {"checkpoint": str(directory),
                              "checkpoint_weights_sha256": file_sha256(directory / "weights.safetensors"),
                              "checkpoint_manifest_sha256": model.meta.get("manifest_sha256"),
@@ -72,6 +66,9 @@ def run_evaluate(recipe: Recipe, workdir: Path, *, task: str | None = None, chec
     task = task or recipe.evaluation.task
     if task not in TASKS:
         raise XmdError(f"--task {task!r} is not one of {', '.join(TASKS)}")
+    if trials is not None and task != "speaker-verification":
+        raise XmdError(f"--trials applies to speaker verification; --task {task} evaluates the test split",
+                       hint="drop --trials, or use --task speaker-verification")
     if scores is not None:
         if task != "speaker-verification":
             raise XmdError(f"--scores measures verification scores; it cannot do --task {task}",

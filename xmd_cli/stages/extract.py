@@ -22,9 +22,9 @@ from xmd_cli.data.manifest import read_manifest
 from xmd_cli.errors import XmdError
 from xmd_cli.recipe import Recipe, save_resolved
 from xmd_cli.shards import ShardWriter, merge_index, store_dir
-from xmd_cli.stages.stores import teacher_components
-from xmd_cli.teachers import SampleFailure, build_teacher
+from xmd_cli.teachers import SampleFailure, build_teacher, teacher_components
 from xmd_cli.training.distributed import init_distributed, shutdown
+from xmd_cli.vocab import CONTROL_TEACHERS
 
 FAILURES = "failures.jsonl"
 
@@ -54,7 +54,7 @@ def run_extract(recipe: Recipe, workdir: Path, *, device: str = "auto", force: b
                 out: Output | None = None) -> dict:
     out = out or Output()
     workdir = Path(workdir)
-    if recipe.teacher.kind in ("random", "class-mean", "shuffled"):
+    if recipe.teacher.kind in CONTROL_TEACHERS:
         # A control teacher runs no network: it is derived from a real teacher's store.
         from xmd_cli.teachers.controls import run_control
         return run_control(recipe, workdir, force=force, out=out)

@@ -17,7 +17,7 @@ from xmd_cli import __version__
 from xmd_cli.console import Output
 from xmd_cli.data.manifest import Manifest, read_manifest
 from xmd_cli.errors import XmdError
-from xmd_cli.method import DistillationLoss
+from xmd_cli.models.distill import DistillationLoss
 from xmd_cli.recipe import Recipe, save_resolved
 from xmd_cli.training.distributed import init_distributed, shutdown
 from xmd_cli.training.loop import StudentWithMethod, Trainer, TrainJob, seed_everything
@@ -74,8 +74,9 @@ def run_state(recipe: Recipe, workdir: Path) -> str:
 
 def run_fit(recipe: Recipe, workdir: Path, *, kind: str, device: str = "auto", resume: bool = False,
             allow_stale: bool = False, out: Output | None = None) -> dict:
-    from xmd_cli.datasets import build_dataset, collate
-    from xmd_cli.students import build_student, is_speech_student
+    from xmd_cli.data.datasets import build_dataset, collate
+    from xmd_cli.inference import embedding_batch_size
+    from xmd_cli.models.students import build_student
 
     out = out or Output()
     workdir = Path(workdir)
@@ -101,8 +102,8 @@ def run_fit(recipe: Recipe, workdir: Path, *, kind: str, device: str = "auto", r
             side_info, teacher_dim, provenance = inputs, inputs.teacher_dim, inputs.provenance()
             incomplete = any(s.id not in inputs.present for s in train_set.samples)
         student = build_student(student_config)
-        method = DistillationLoss(recipe.method, student_dim=student_config.embedding_dim,
-                                  teacher_dim=teacher_dim, classes=len(labels))
+        method = DistillationLoss.from_recipe(recipe.method, student_dim=student_config.embedding_dim,
+                                              teacher_dim=teacher_dim, classes=len(labels))
         run_dir = workdir / "runs" / recipe.name
         if context.is_main:
             save_resolved(recipe, run_dir / "recipe.resolved.yaml")
@@ -113,7 +114,7 @@ def run_fit(recipe: Recipe, workdir: Path, *, kind: str, device: str = "auto", r
                 "manifest_sha256": manifest.fingerprint, **provenance}
         job = TrainJob(model=StudentWithMethod(student, method), train_set=train_set, collate=collate,
                        config=recipe.training, seed=recipe.seed, run_dir=run_dir, meta=meta, val_set=val_set,
-                       val_batch_size=1 if is_speech_student(student_config) else 64, side_info=side_info,
+                       val_batch_size=embedding_batch_size(student_config), side_info=side_info,
                        may_skip_parameters=incomplete)
         out.note(f"[bold]xmd {kind}[/bold] {recipe.name}: {len(train_set)} training samples, {len(labels)} classes, "
                  f"{student_config.arch} on {context.device}"

@@ -10,8 +10,6 @@ manifest is.
 
 from __future__ import annotations
 
-import json
-import os
 from collections import Counter
 from pathlib import Path
 
@@ -27,6 +25,7 @@ from xmd_cli.data.manifest import (
     write_manifest,
 )
 from xmd_cli.errors import XmdError
+from xmd_cli.io import write_json
 from xmd_cli.recipe import Recipe, save_resolved
 
 REPORT = "prepare-report.json"
@@ -63,12 +62,6 @@ def _keep_trials(trials: dict[str, list[Trial]], kept_ids: set[str],
     return kept, dropped
 
 
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def run_prepare(recipe: Recipe, workdir: Path, *, strict: bool = False, progress=None) -> dict:
     """Run the adapter, check every sample, write the manifest and the report; return a summary.
 
@@ -90,7 +83,7 @@ def run_prepare(recipe: Recipe, workdir: Path, *, strict: bool = False, progress
                           dropped_trials=dropped_trials)
     report.update(adapter=adapter, root=str(Path(output.root).resolve()), strict=strict)
     report_path = workdir / REPORT
-    _write_json(report_path, report)
+    write_json(report_path, report, ensure_ascii=False)
 
     if strict and problems:
         kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(Counter(p.kind for p in problems).items()))

@@ -16,9 +16,10 @@ import numpy as np
 from xmd_cli.console import Output
 from xmd_cli.data.manifest import Manifest, Sample, read_manifest
 from xmd_cli.errors import XmdError
+from xmd_cli.plotting import pyplot, save_figure
+from xmd_cli.quality.store import quality_components
 from xmd_cli.recipe import QualitySideConfig, Recipe
 from xmd_cli.shards import ShardReader, ShardWriter, store_dir
-from xmd_cli.stages.stores import quality_components
 
 CHUNK = 64
 REASONS = "reasons.jsonl"
@@ -132,16 +133,9 @@ def _summarise(store: Path, manifest: Manifest, modality: str, names: list[str],
 
 
 def _histogram(scores: np.ndarray, path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(5, 3.2), dpi=120)
+    figure, axis = pyplot().subplots(figsize=(5, 3.2), dpi=120)
     axis.hist(scores, bins=np.linspace(0, 1, 41), color="#3b6ea8")
     axis.set_xlabel("combined quality score")
     axis.set_ylabel("samples")
     axis.set_title(title, fontsize=9)
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
+    save_figure(figure, path)

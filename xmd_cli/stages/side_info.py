@@ -14,9 +14,11 @@ import numpy as np
 import torch
 
 from xmd_cli.errors import XmdError
+from xmd_cli.quality.store import quality_store
 from xmd_cli.recipe import Recipe
 from xmd_cli.shards import ShardReader
-from xmd_cli.stages.stores import find_store, quality_store, teacher_components
+from xmd_cli.shards.locate import find_store
+from xmd_cli.teachers import teacher_components
 
 
 class DistillationInputs:

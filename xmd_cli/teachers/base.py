@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -34,3 +36,17 @@ class Teacher(ABC):
     @abstractmethod
     def embed(self, items: list) -> list[np.ndarray | SampleFailure]:
         """One (frames, dim) float32 array, or a SampleFailure, per loaded item."""
+
+
+@dataclass(frozen=True)
+class TeacherKind:
+    """One entry of the teacher registry (`xmd_cli.teachers.TEACHERS`).
+
+    `describe(config, manifest)` gives the teacher's part of its store's fingerprint
+    without building any network, so a consumer can find the store cheaply.
+    `build(config, device)` makes the network; None for control teachers, which
+    are derived from a real teacher's store instead of run over the samples.
+    """
+
+    describe: Callable[..., dict]
+    build: Callable[..., Teacher] | None = None

@@ -14,9 +14,17 @@ import torch
 
 from xmd_cli.data.manifest import Sample
 from xmd_cli.errors import XmdError
+from xmd_cli.io import file_sha256
 from xmd_cli.recipe import StudentConfig
-from xmd_cli.shards.fingerprint import file_sha256
-from xmd_cli.teachers.base import SampleFailure, Teacher
+from xmd_cli.teachers.base import SampleFailure, Teacher, TeacherKind
+
+
+def weights_directory(config) -> Path:
+    """teacher.weights as a checkpoint directory, or a clear error when it is not set."""
+    if not config.weights:
+        raise XmdError("teacher.kind checkpoint needs teacher.weights: a checkpoint directory from `xmd train`",
+                       hint="e.g. --set teacher.weights=WORKDIR/runs/face-teacher/checkpoints/best")
+    return Path(config.weights).expanduser()
 
 
 def checkpoint_weights(directory: Path) -> Path:
@@ -34,7 +42,7 @@ def preprocessing(config: StudentConfig) -> str:
 
 
 def read_student_config(directory: Path) -> StudentConfig:
-    from xmd_cli.training.checkpoint import read_meta
+    from xmd_cli.inference import read_meta
 
     meta = read_meta(directory)
     if "student" not in meta:
@@ -53,7 +61,7 @@ class CheckpointTeacher(Teacher):
     kind = "checkpoint"
 
     def __init__(self, directory: str, device: torch.device):
-        from xmd_cli.training.checkpoint import load_student
+        from xmd_cli.inference import load_student
 
         self.directory = Path(directory).expanduser()
         checkpoint_weights(self.directory)  # a clear error when this is not a checkpoint
@@ -62,7 +70,7 @@ class CheckpointTeacher(Teacher):
         # Only the student network: the method's parts (projection, classifier) are not the teacher.
         self.network = load_student(self.directory, self.config).to(device)
         if self.modality != "speech":
-            from xmd_cli.features import image_transform
+            from xmd_cli.data.transforms import image_transform
 
             self.transform = image_transform(self.config.image_size, train=False, modality=self.modality)
 
@@ -93,3 +101,7 @@ class CheckpointTeacher(Teacher):
             counts = [len(frames) for frames in items]
             rows = self.network(torch.cat(items).to(self.device)).float().cpu().numpy()
         return np.split(rows, np.cumsum(counts)[:-1])
+
+
+CHECKPOINT_TEACHER = TeacherKind(describe=lambda config, manifest=None: describe(str(weights_directory(config))),
+                                 build=lambda config, device: CheckpointTeacher(str(weights_directory(config)), device))

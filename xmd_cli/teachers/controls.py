@@ -40,8 +40,10 @@ from xmd_cli.data.manifest import Manifest, read_manifest
 from xmd_cli.errors import XmdError
 from xmd_cli.recipe import Recipe, TeacherConfig, save_resolved
 from xmd_cli.shards import Fingerprint, ShardReader, ShardWriter, store_dir
+from xmd_cli.shards.locate import find_store
+from xmd_cli.teachers import teacher_components
+from xmd_cli.teachers.base import TeacherKind
 
-CONTROL_KINDS = ("random", "class-mean", "shuffled")
 CONTROL_FILE = "control.json"
 
 
@@ -119,8 +121,6 @@ def _check(config: TeacherConfig) -> None:
 
 def describe_control(config: TeacherConfig, manifest: Manifest | None) -> dict:
     """A control's part of the fingerprint: its kind, seed and its source store's fingerprint."""
-    from xmd_cli.stages.stores import teacher_components
-
     _check(config)
     if manifest is None:
         raise ValueError("a control teacher's fingerprint depends on the manifest: pass it")
@@ -139,8 +139,6 @@ def describe_control(config: TeacherConfig, manifest: Manifest | None) -> dict:
 
 # ---------------------------------------------------------------- the stage
 def _source(config: TeacherConfig, manifest: Manifest, workdir: Path):
-    from xmd_cli.stages.stores import find_store, teacher_components
-
     expected = teacher_components(source_config(config), manifest)
     stage = f"extract-teacher --set teacher.kind={config.source_kind}" + \
         (f" --set teacher.weights={config.source_weights}" if config.source_weights else "")
@@ -150,8 +148,6 @@ def _source(config: TeacherConfig, manifest: Manifest, workdir: Path):
 
 def run_control(recipe: Recipe, workdir: Path, *, force: bool = False, out: Output | None = None) -> dict:
     """Write the control teacher's store; a rerun on the same inputs is a no-op."""
-    from xmd_cli.stages.stores import teacher_components
-
     out = out or Output()
     if int(os.environ.get("RANK", "0")) != 0:
         return {}  # a control is a few array operations: rank 0 writes it alone
@@ -219,3 +215,7 @@ def _write(writer: ShardWriter, ids, rows, counts, pending: set[str], chunk: int
             batch_ids, batch_rows, batch_counts = [], [], []
     if batch_ids:
         writer.add(batch_ids, np.concatenate(batch_rows), counts=batch_counts)
+
+
+# A control has no network: `xmd extract-teacher` derives its store (run_control).
+CONTROL_TEACHER = TeacherKind(describe=describe_control)

@@ -16,8 +16,8 @@ import torch
 
 from xmd_cli.data.manifest import Sample
 from xmd_cli.errors import XmdError
-from xmd_cli.shards.fingerprint import file_sha256
-from xmd_cli.teachers.base import SampleFailure, Teacher
+from xmd_cli.io import file_sha256
+from xmd_cli.teachers.base import SampleFailure, Teacher, TeacherKind
 
 PRETRAINED_FILES = {"vggface2": "20180402-114759-vggface2.pt", "casia-webface": "20180408-102900-casia-webface.pt"}
 CROP_SIZE, CROP_MARGIN = 160, 14  # facenet's published preprocessing: 160 px crops, 14 px margin
@@ -108,3 +108,7 @@ class FaceTeacher(Teacher):
         for i in set(owner.tolist()):
             results[i] = embeddings[owner == i]
         return results
+
+
+FACE_TEACHER = TeacherKind(describe=lambda config, manifest=None: describe(config.weights),
+                           build=lambda config, device: FaceTeacher(config.weights or "vggface2", device))

@@ -13,8 +13,8 @@ import torch
 
 from xmd_cli.data.manifest import Sample
 from xmd_cli.errors import XmdError
-from xmd_cli.shards.fingerprint import file_sha256
-from xmd_cli.teachers.base import SampleFailure, Teacher
+from xmd_cli.io import file_sha256
+from xmd_cli.teachers.base import SampleFailure, Teacher, TeacherKind
 
 
 def describe(weights: str | None) -> dict:
@@ -74,3 +74,7 @@ class TextTeacher(Teacher):
         vectors = self.model.encode(items, batch_size=max(1, len(items)), convert_to_numpy=True,
                                     show_progress_bar=False)
         return [v[None, :].astype(np.float32) for v in vectors]
+
+
+TEXT_TEACHER = TeacherKind(describe=lambda config, manifest=None: describe(config.weights),
+                           build=lambda config, device: TextTeacher(config.weights, device))

@@ -71,7 +71,7 @@ def load_part(module: torch.nn.Module, weights: dict, prefix: str, directory: Pa
 
 def load_student(directory: Path, config, weights: dict | None = None) -> torch.nn.Module:
     """A checkpoint's student network with its trained weights, in eval mode (the method's parts left out)."""
-    from xmd_cli.students import build_student_for_checkpoint
+    from xmd_cli.models.students import build_student_for_checkpoint
 
     if weights is None:
         weights = load_file(str(Path(directory) / "weights.safetensors"))

@@ -9,22 +9,20 @@ alike). Adapters load lazily, so `xmd --help` imports none of them.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from xmd_cli.data.manifest import Sample, Trial
+from xmd_cli.registry import Registry
 
-# name -> "module:function"
-ADAPTERS = {
-    "voxceleb": "xmd_cli.data.adapters.voxceleb:read",
-    "kaldi": "xmd_cli.data.adapters.kaldi:read",
-    "imagefolder": "xmd_cli.data.adapters.imagefolder:read",
-    "table": "xmd_cli.data.adapters.table:read",
-    "synthetic-persons": "xmd_cli.data.synthetic.persons:read",
-    "synthetic-captions": "xmd_cli.data.synthetic.captions:read",
-}
+ADAPTERS: Registry[Callable] = Registry("adapter", key="data.adapter")
+ADAPTERS.add("voxceleb", "xmd_cli.data.adapters.voxceleb:read")
+ADAPTERS.add("kaldi", "xmd_cli.data.adapters.kaldi:read")
+ADAPTERS.add("imagefolder", "xmd_cli.data.adapters.imagefolder:read")
+ADAPTERS.add("table", "xmd_cli.data.adapters.table:read")
+ADAPTERS.add("synthetic-persons", "xmd_cli.data.synthetic.persons:read")
+ADAPTERS.add("synthetic-captions", "xmd_cli.data.synthetic.captions:read")
 
 
 @dataclass
@@ -49,5 +47,4 @@ class AdapterOutput:
 
 
 def get_adapter(name: str) -> Callable:
-    module_name, function = ADAPTERS[name].split(":")
-    return getattr(importlib.import_module(module_name), function)
+    return ADAPTERS.get(name)

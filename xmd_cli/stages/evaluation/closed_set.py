@@ -15,16 +15,16 @@ import torch
 
 from xmd_cli.data.manifest import Manifest
 from xmd_cli.errors import XmdError
+from xmd_cli.inference import CheckpointModel, describe_embedding, embed_samples
 from xmd_cli.metrics.classification import classification_summary
 from xmd_cli.recipe import Recipe
-from xmd_cli.stages.evaluation.embed import describe_embedding, embed_samples
-from xmd_cli.stages.evaluation.model import CheckpointModel, check_fits
+from xmd_cli.stages.evaluation.model import check_fits
 
 BACKEND = "classifier-cosine"
 
 
 def evaluate_classification(recipe: Recipe, manifest: Manifest, model: CheckpointModel, *, out_dir: Path,
-                            allow_stale: bool, out) -> dict:
+                            allow_stale: bool, out, trials: None = None) -> dict:
     from xmd_cli.metrics.plots import confusion_matrix_png
 
     test = manifest.split("test")

@@ -15,12 +15,12 @@ import torch
 
 from xmd_cli.data.manifest import Manifest
 from xmd_cli.errors import XmdError
+from xmd_cli.inference import CheckpointModel, describe_embedding, embed_samples
 from xmd_cli.metrics.matching import matching_summary
 from xmd_cli.recipe import Recipe
 from xmd_cli.shards import ShardReader, store_dir
 from xmd_cli.shards.format import read_meta
-from xmd_cli.stages.evaluation.embed import describe_embedding, embed_samples
-from xmd_cli.stages.evaluation.model import CheckpointModel, check_fits
+from xmd_cli.stages.evaluation.model import check_fits
 
 BACKEND = "cosine(student, projection(teacher))"
 
@@ -61,7 +61,7 @@ def teacher_store(model: CheckpointModel, manifest: Manifest, *, allow_stale: bo
 
 
 def evaluate_matching(recipe: Recipe, manifest: Manifest, model: CheckpointModel, *, out_dir: Path,
-                      allow_stale: bool, out) -> dict:
+                      allow_stale: bool, out, trials: None = None) -> dict:
     test = manifest.split("test")
     if not test:
         raise XmdError(f"{manifest.workdir}: the manifest has no test split to match on",

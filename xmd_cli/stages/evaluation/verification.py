@@ -20,14 +20,14 @@ import numpy as np
 
 from xmd_cli.data.manifest import Manifest, read_trials
 from xmd_cli.errors import XmdError
+from xmd_cli.inference import CheckpointModel, describe_embedding, embed_samples
+from xmd_cli.io import file_sha256
 from xmd_cli.metrics import classification
 from xmd_cli.metrics.scorefile import score_file
 from xmd_cli.metrics.scoring import score_trials
 from xmd_cli.metrics.verification import verification_summary
 from xmd_cli.recipe import Recipe
-from xmd_cli.shards.fingerprint import file_sha256
-from xmd_cli.stages.evaluation.embed import describe_embedding, embed_samples
-from xmd_cli.stages.evaluation.model import CheckpointModel, check_fits
+from xmd_cli.stages.evaluation.model import check_fits
 
 _COUNTS = ("n_trials", "n_target", "n_nontarget", "c_miss", "c_fa")
 _BLOCK = 4096  # probes scored at once in identification: bounds memory at any size

@@ -1,4 +1,4 @@
-"""The distillation method: projection head, margin loss, shared classifier, logit KD, QAW.
+"""The distillation loss: projection head, margin loss, shared classifier, logit KD, QAW.
 
 Formulas (docs/method.md, our reading of the papers):
     d_i           = 1 - cos(s_i, z_i)      or mean_k (s_ik - z_ik)^2 for l2
@@ -8,19 +8,59 @@ Formulas (docs/method.md, our reading of the papers):
     L_kd          = KL(softmax(W_t z / T) || softmax(W s / T)) T^2   (hard classifier-level baseline)
     L             = L_cls_student + lambda_feat L_feat + lambda_cls (L_cls_teacher or L_kd)
 with z_i = P(t_i) and w_i the quality-based adaptive weights. Every constant is
-a recipe field. `DistillationLoss.forward` returns every term by name.
+an explicit argument (`FeatureTerm`, `ClassifierTerm`, `QualityWeighting`); the
+recipe's `method` section maps onto them one to one (`DistillationLoss.from_recipe`).
+`DistillationLoss.forward` returns every term by name.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from xmd_cli.errors import XmdError
-from xmd_cli.recipe import MethodConfig, QAWConfig
+from xmd_cli.registry import Registry
+
+
+@dataclass(frozen=True)
+class FeatureTerm:
+    """L_feat: the distance d_i ("cosine", "l2" or "none"), its margin m and its weight lambda_feat."""
+
+    loss: str = "cosine"
+    margin: float = 0.2
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class ClassifierTerm:
+    """The classifier-level term: "shared" (one AAM classifier W for s and z), "logit-kd" or "none".
+
+    `angular_margin` (radians) and `scale` are the AAM softmax's; `temperature` is logit KD's T.
+    """
+
+    kind: str = "shared"
+    weight: float = 1.0
+    temperature: float = 4.0
+    scale: float = 30.0
+    angular_margin: float = 0.2
+
+
+@dataclass(frozen=True)
+class QualityWeighting:
+    """Quality-based adaptive weights: q = q_t^alpha q_s^beta, then w = q^gamma / mean ("power")
+    or w = B softmax(q / tau) ("softmax"), applied to the terms named in `apply_to`."""
+
+    enabled: bool = True
+    mode: str = "power"
+    gamma: float = 1.0
+    tau: float = 0.1
+    alpha: float = 1.0
+    beta: float = 1.0
+    apply_to: tuple[str, ...] = ("feat", "cls_teacher")
 
 
 class ProjectionHead(nn.Module):
@@ -47,13 +87,19 @@ class ProjectionHead(nn.Module):
         return self.net(t)
 
 
+# Per-sample distances d_i(s, z), by the name `method.feature.loss` gives them.
+DISTANCES: Registry = Registry("feature distance", key="method.feature.loss")
+DISTANCES.add("cosine", lambda s, z: 1.0 - F.cosine_similarity(s, z, dim=1))  # in [0, 2]
+DISTANCES.add("l2", lambda s, z: ((s - z) ** 2).mean(dim=1))  # mean squared difference
+
+
 def feature_distance(s: torch.Tensor, z: torch.Tensor, kind: str) -> torch.Tensor:
-    """Per-sample distance d_i between student and projected teacher embeddings."""
-    if kind == "cosine":
-        return 1.0 - F.cosine_similarity(s, z, dim=1)
-    if kind == "l2":
-        return ((s - z) ** 2).mean(dim=1)
-    raise XmdError(f"method.feature.loss: unknown distance {kind!r}")
+    """Per-sample distance d_i between student and projected teacher embeddings.
+
+    >>> feature_distance(torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]]), "cosine")
+    tensor([1.])
+    """
+    return DISTANCES.get(kind)(s, z)
 
 
 def weighted_mean(values: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
@@ -65,7 +111,16 @@ def weighted_mean(values: torch.Tensor, weights: torch.Tensor | None) -> torch.T
 
 
 def margin_loss(s, z, *, kind: str, margin: float, weights=None) -> torch.Tensor:
-    """Soft feature-level constraint: only pairs farther apart than `margin` are pulled in."""
+    """Soft feature-level constraint: only pairs farther apart than `margin` are pulled in.
+
+    L_feat = sum_i w_i max(0, d_i - m) / sum_i w_i. A pair at cosine distance 1 with
+    m = 0.2 contributes 0.8; a pair already within the margin contributes nothing:
+
+    >>> s = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    >>> z = torch.tensor([[0.0, 1.0], [1.0, 0.1]])
+    >>> round(margin_loss(s, z, kind="cosine", margin=0.2).item(), 4)
+    0.4
+    """
     return weighted_mean(F.relu(feature_distance(s, z, kind) - margin), weights)
 
 
@@ -73,7 +128,12 @@ class AAMClassifier(nn.Module):
     """Additive angular margin softmax (ArcFace): logit_y = scale * cos(theta_y + margin).
 
     `per_sample_loss` returns the cross-entropy of every sample, so that quality
-    weights can scale each one.
+    weights can scale each one. `margin` is an angle in radians.
+
+    >>> head = AAMClassifier(2, 2, scale=10.0, margin=0.3)
+    >>> _ = head.weight.data.copy_(torch.eye(2))
+    >>> head.logits(torch.tensor([[1.0, 0.0]]))  # no labels: plain scaled cosines
+    tensor([[10.,  0.]])
     """
 
     def __init__(self, dim: int, classes: int, scale: float = 30.0, margin: float = 0.2):
@@ -111,9 +171,13 @@ def logit_kd(student_logits: torch.Tensor, teacher_logits: torch.Tensor, tempera
     return weighted_mean(kl, weights) * temperature ** 2
 
 
-def qaw_weights(config: QAWConfig, teacher_quality: torch.Tensor | None,
+def qaw_weights(config: QualityWeighting, teacher_quality: torch.Tensor | None,
                 student_quality: torch.Tensor | None, batch: int, device=None) -> torch.Tensor:
-    """Quality-based adaptive weights with batch mean 1 (all ones when QAW is off)."""
+    """Quality-based adaptive weights with batch mean 1 (all ones when QAW is off).
+
+    >>> qaw_weights(QualityWeighting(), torch.tensor([0.2, 0.6]), None, 2)
+    tensor([0.5000, 1.5000])
+    """
     ones = torch.ones(batch, device=device)
     if not config.enabled or (teacher_quality is None and student_quality is None):
         return ones
@@ -136,34 +200,47 @@ class DistillationLoss(nn.Module):
     student's classification loss; the teacher-side terms average over the others.
     """
 
-    def __init__(self, config: MethodConfig, *, student_dim: int, teacher_dim: int | None, classes: int):
+    def __init__(self, *, student_dim: int, teacher_dim: int | None, classes: int, projection: str = "mlp",
+                 feature: FeatureTerm = FeatureTerm(), classifier: ClassifierTerm = ClassifierTerm(),
+                 qaw: QualityWeighting = QualityWeighting()):
         super().__init__()
-        self.config = config
-        cls = config.classifier
-        self.classifier = AAMClassifier(student_dim, classes, cls.scale, cls.margin)
-        self.uses_teacher = teacher_dim is not None and (config.feature.loss != "none" or cls.kind != "none")
-        self.projection = (ProjectionHead(teacher_dim, student_dim, config.projection)
+        self.feature, self.classifier_term, self.qaw = feature, classifier, qaw
+        cls = classifier
+        self.classifier = AAMClassifier(student_dim, classes, cls.scale, cls.angular_margin)
+        self.uses_teacher = teacher_dim is not None and (feature.loss != "none" or cls.kind != "none")
+        self.projection = (ProjectionHead(teacher_dim, student_dim, projection)
                            if self.uses_teacher else None)
         # Logit KD needs meaningful teacher logits: a teacher-side classifier of its own,
         # trained by cross-entropy on z, whose (detached) softened outputs teach the student.
-        self.teacher_classifier = (AAMClassifier(student_dim, classes, cls.scale, cls.margin)
+        self.teacher_classifier = (AAMClassifier(student_dim, classes, cls.scale, cls.angular_margin)
                                    if self.uses_teacher and cls.kind == "logit-kd" else None)
+
+    @classmethod
+    def from_recipe(cls, method, *, student_dim: int, teacher_dim: int | None, classes: int) -> "DistillationLoss":
+        """The loss a recipe's `method` section (a `MethodConfig`) describes."""
+        feature, classifier, qaw = method.feature, method.classifier, method.qaw
+        return cls(student_dim=student_dim, teacher_dim=teacher_dim, classes=classes, projection=method.projection,
+                   feature=FeatureTerm(feature.loss, feature.margin, feature.weight),
+                   classifier=ClassifierTerm(classifier.kind, classifier.weight, classifier.temperature,
+                                             classifier.scale, classifier.angular_margin),
+                   qaw=QualityWeighting(qaw.enabled, qaw.mode, qaw.gamma, qaw.tau, qaw.alpha, qaw.beta,
+                                        tuple(qaw.apply_to)))
 
     def teacher_terms(self) -> list[str]:
         """The names of the teacher-driven terms this configuration computes."""
         if not self.uses_teacher:
             return []
-        names = ["feat"] if self.config.feature.loss != "none" else []
-        if self.config.classifier.kind == "shared":
+        names = ["feat"] if self.feature.loss != "none" else []
+        if self.classifier_term.kind == "shared":
             names.append("cls_teacher")
-        elif self.config.classifier.kind == "logit-kd":
+        elif self.classifier_term.kind == "logit-kd":
             names += ["cls_teacher", "kd"]
         return names
 
     def forward(self, s, t=None, labels=None, has_teacher=None, teacher_quality=None, student_quality=None):
-        config, batch = self.config, s.shape[0]
-        weights = qaw_weights(config.qaw, teacher_quality, student_quality, batch, s.device)
-        applies = set(config.qaw.apply_to) if config.qaw.enabled else set()
+        feature, classifier, batch = self.feature, self.classifier_term, s.shape[0]
+        weights = qaw_weights(self.qaw, teacher_quality, student_quality, batch, s.device)
+        applies = set(self.qaw.apply_to) if self.qaw.enabled else set()
         terms = {"cls_student": weighted_mean(self.classifier.per_sample_loss(s, labels),
                                               weights if "cls_student" in applies else None)}
         total = terms["cls_student"]
@@ -178,19 +255,19 @@ class DistillationLoss(nn.Module):
                 s_t, y_t = s[mask], labels[mask]
                 w_t = weights[mask]
                 w_t = w_t / w_t.mean()  # mean 1 over the samples that have a teacher row
-                if config.feature.loss != "none":
-                    terms["feat"] = margin_loss(s_t, z, kind=config.feature.loss, margin=config.feature.margin,
+                if feature.loss != "none":
+                    terms["feat"] = margin_loss(s_t, z, kind=feature.loss, margin=feature.margin,
                                                 weights=w_t if "feat" in applies else None)
-                    total = total + config.feature.weight * terms["feat"]
+                    total = total + feature.weight * terms["feat"]
                 w_cls = w_t if "cls_teacher" in applies else None
-                if config.classifier.kind == "shared":
+                if classifier.kind == "shared":
                     terms["cls_teacher"] = weighted_mean(self.classifier.per_sample_loss(z, y_t), w_cls)
-                    total = total + config.classifier.weight * terms["cls_teacher"]
-                elif config.classifier.kind == "logit-kd":
+                    total = total + classifier.weight * terms["cls_teacher"]
+                elif classifier.kind == "logit-kd":
                     terms["cls_teacher"] = weighted_mean(self.teacher_classifier.per_sample_loss(z, y_t), None)
                     teacher_logits = self.teacher_classifier.logits(z)
                     terms["kd"] = logit_kd(self.classifier.logits(s_t), teacher_logits,
-                                           config.classifier.temperature, w_cls)
-                    total = total + terms["cls_teacher"] + config.classifier.weight * terms["kd"]
+                                           classifier.temperature, w_cls)
+                    total = total + terms["cls_teacher"] + classifier.weight * terms["kd"]
         terms["total"] = total
         return terms

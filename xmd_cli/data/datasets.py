@@ -17,8 +17,9 @@ from torch.utils.data import Dataset
 
 from xmd_cli.data.manifest import Manifest, Sample
 from xmd_cli.data.media import load_image, read_audio
+from xmd_cli.data.transforms import add_noise, image_transform, random_crop
 from xmd_cli.errors import XmdError
-from xmd_cli.features import add_noise, image_transform, random_crop
+from xmd_cli.vocab import is_speech_arch
 
 NOISE_KINDS = ("white", "pink")
 
@@ -149,9 +150,7 @@ def collate(batch: list[tuple[torch.Tensor, int, int]]):
 def build_dataset(manifest: Manifest, split: str | list[str], student, *, train: bool, seed: int = 0,
                   noise_snr=None, labels: dict[str, int] | None = None) -> Dataset:
     """The dataset a `StudentConfig` trains on: speech for ecapa/resnet34, images otherwise."""
-    from xmd_cli.students import is_speech_student
-
-    if is_speech_student(student):
+    if is_speech_arch(student.arch):
         return SpeechDataset(manifest, split, sample_rate=student.sample_rate,
                              crop_seconds=student.crop_seconds if train else None, train=train,
                              noise_snr=noise_snr if train else None, seed=seed, labels=labels)

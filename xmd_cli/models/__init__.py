@@ -1,0 +1,13 @@
+"""The networks xmd trains and the loss that distils into them.
+
+  students   `build_student(config)`: the registry of student architectures
+  ecapa, resnet34, speech    speaker encoders and the waveform -> fbank -> encoder student
+  image_cnn, resnet18        image students
+  fbank      Kaldi log-mel fbank as the speech student's first layer
+  pooling    statistics pooling masked to true lengths
+  distill    projection head, margin loss, shared AAM classifier, logit KD, QAW
+
+Every model takes explicit constructor arguments (no recipe objects), so each
+file can be read, tested and reused on its own; the `students` registry is the
+one place that reads a `StudentConfig`.
+"""
