@@ -105,3 +105,31 @@ def test_schema_rows_cover_every_section():
     for section in ("data.", "teacher.", "quality.", "student.", "method.", "training.", "evaluation."):
         assert any(k.startswith(section) for k in keys)
     assert ("quality.student.modality", "'speech'") in [(r[0], r[2]) for r in schema_rows()]
+
+
+def test_every_field_says_what_it_does():
+    from xmd_cli.recipe_files import schema_rows
+
+    undescribed = [key for key, _, _, description in schema_rows() if not description.strip()]
+    assert not undescribed, f"fields without a description: {undescribed}"
+
+
+def test_old_classifier_margin_key_still_works_with_a_note(tmp_path, capsys):
+    path = tmp_path / "old.yaml"
+    path.write_text("method:\n  classifier: {kind: shared, margin: 0.3}\n")
+    recipe = load_recipe(path)
+    assert recipe.method.classifier.angular_margin == 0.3
+    assert "'method.classifier.margin' is deprecated" in capsys.readouterr().err
+    path.write_text("method:\n  classifier: {margin: 0.3, angular_margin: 0.2}\n")
+    with pytest.raises(XmdError, match="both 'method.classifier.margin'"):
+        load_recipe(path)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("training.lr=inf", "training.lr"),
+    ("method.feature.margin=5", "largest cosine distance"),
+    ("method.classifier.angular_margin=2", "angular_margin"),
+])
+def test_values_that_mean_nothing_are_refused(override, message):
+    with pytest.raises(XmdError, match=message):
+        load_recipe(None, [override])
