@@ -35,6 +35,7 @@ def test_sweeps_add_rows_over_the_full_method():
         build_rows("nope", [])
 
 
+@pytest.mark.slow
 def test_quick_grid_over_two_seeds_writes_its_tables(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert runner.invoke(app, ["prepare", "synthetic-captions", "--tiny", "-w", "w", "-q"]).exit_code == 0

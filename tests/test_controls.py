@@ -101,6 +101,7 @@ def invoke(*args):
     return json.loads(result.stdout)
 
 
+@pytest.mark.slow
 def test_extract_teacher_writes_control_stores_after_the_text_teacher(tmp_path):
     """End to end on synthetic-captions tiny: text teacher, then shuffled, class-mean and random controls."""
     w = str(tmp_path)

@@ -5,6 +5,11 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+# Runs the whole demo pipeline.
+pytestmark = pytest.mark.slow
+
 
 def test_tiny_demo_runs_every_stage(tmp_path):
     command = [sys.executable, "-m", "xmd_cli", "demo", "--tiny", "-w", "demo", "--json", "-q"]

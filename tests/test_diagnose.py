@@ -219,6 +219,7 @@ def write_constructed_workdir(workdir, kind: str, quality_relation: str | None =
     return ids
 
 
+@pytest.mark.slow
 def test_diagnose_command_writes_the_report_with_verdicts(tmp_path):
     write_constructed_workdir(tmp_path, "attribute")
     args = ["diagnose", "-w", str(tmp_path), "--set", "teacher.kind=text", "--set", "quality.teacher.modality=text",
@@ -237,6 +238,7 @@ def test_diagnose_command_writes_the_report_with_verdicts(tmp_path):
     assert report["samples"] == K * PER and report["teacher_kind"] == "text"
 
 
+@pytest.mark.slow
 def test_diagnose_says_what_to_run_when_a_store_is_missing(tmp_path):
     write_constructed_workdir(tmp_path, "one-hot", quality_relation=None)
     result = runner.invoke(app, ["diagnose", "-w", str(tmp_path), "--set", "teacher.kind=text", "--json"])
@@ -253,6 +255,7 @@ def test_diagnose_says_what_to_run_when_a_store_is_missing(tmp_path):
     assert "no teacher store yet" in result.output and "xmd extract-teacher" in result.output
 
 
+@pytest.mark.slow
 def test_diagnose_with_a_student_alone_checkpoint(tmp_path):
     """Real path: synthetic-captions tiny, a tiny image student trained alone, CKA against a constructed teacher."""
     import torch

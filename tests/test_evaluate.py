@@ -18,6 +18,9 @@ from xmd_cli.metrics.verification import verification_summary
 from xmd_cli.shards.format import read_meta
 from xmd_cli.stages.evaluation.verification import nearest_centroid_identification
 
+# The fixtures train the checkpoints that are evaluated.
+pytestmark = pytest.mark.slow
+
 runner = CliRunner()
 ECAPA = ["--set", "student.arch=ecapa", "--set", "student.modality=speech",
          "--set", "student.channels=[32,32,32,32,96]", "--set", "student.attention_channels=16",

@@ -19,6 +19,9 @@ from safetensors.numpy import load_file
 
 from xmd_cli.shards import ShardReader
 
+# Every test here extracts, trains or resumes through the real CLI.
+pytestmark = pytest.mark.slow
+
 XMD = [sys.executable, "-m", "xmd_cli"]
 # One thread: bit-exact comparisons across processes need the same reduction order.
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}

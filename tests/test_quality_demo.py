@@ -17,6 +17,9 @@ from xmd_cli.shards import ShardReader
 from xmd_cli.stages.prepare import run_prepare
 from xmd_cli.stages.quality import run_quality
 
+# Generates speech and faces and scores them.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def persons(tmp_path_factory):

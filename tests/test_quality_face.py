@@ -7,6 +7,9 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from xmd_cli.quality import get_scorer
 
+# Runs MTCNN on real photos.
+pytestmark = pytest.mark.slow
+
 
 def _grace_hopper() -> Image.Image:
     # This matplotlib returns an open file object for sample data (older ones: a path).

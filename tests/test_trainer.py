@@ -15,6 +15,9 @@ from xmd_cli.training.checkpoint import read_meta
 from xmd_cli.training.distributed import DistContext
 from xmd_cli.training.loop import StudentWithMethod, Trainer, TrainJob, seed_everything
 
+# Every test here runs training steps.
+pytestmark = pytest.mark.slow
+
 
 class Blobs(Dataset):
     """Four classes of 8-d Gaussian blobs; a teacher row per sample (its class centre plus noise)."""
