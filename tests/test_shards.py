@@ -16,6 +16,7 @@ from xmd_cli.shards import (
     ShardWriter,
     export,
     merge_index,
+    repair,
     store_dir,
     summary,
     verify,
@@ -295,13 +296,38 @@ def test_frames_mean_by_default_and_every_frame_on_request(tmp_path):
         assert archive["frame"].tolist()[:4] == [0, 1, 2, 0] and np.array_equal(archive["rows"], frames)
 
 
-def test_reader_rebuilds_a_stale_index(tmp_path):
+def test_reader_refuses_a_damaged_index_and_repair_rebuilds_it(tmp_path):
     store = tmp_path / "s"
     write_all(store, ids_of(30), shard_rows=8)
     (store / "index.safetensors").write_bytes(b"garbage")
-    assert len(ShardReader(store)) == 30 and verify(store) == []
-    write_all(store, ids_of(40), shard_rows=8)  # resume adds shards; the index follows
-    assert len(ShardReader(store)) == 40
+    with pytest.raises(XmdError, match="index.safetensors: unreadable .*shorter") as caught:
+        ShardReader(store)
+    assert "xmd shards repair" in str(caught.value)
+    assert (store / "index.safetensors").read_bytes() == b"garbage"  # a reader never rewrites it
+    assert any("index.safetensors" in p for p in verify(store))
+    report = repair(store)
+    assert report["shards_dropped"] == 0 and report["ids"] == 30 and verify(store) == []
+    write_all(store, ids_of(40), shard_rows=8)  # resume adds shards; the writer's close re-indexes
+    assert len(ShardReader(store)) == 40 and verify(store) == []
+
+
+def test_old_index_without_checksum_is_refused_until_repaired(tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    store = tmp_path / "s"
+    write_all(store, ids_of(20), shard_rows=8)
+    path = store / "index.safetensors"
+    with open(path, "rb") as f:
+        import json, struct
+        header = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
+    metadata = {"format": "xmd-index-1", "fingerprint": header["__metadata__"]["fingerprint"],
+                "shards": header["__metadata__"]["shards"]}
+    save_file(load_file(str(path)), str(path), metadata=metadata)  # what xmd 0.1 wrote
+    with pytest.raises(XmdError, match="older xmd .*without a checksum") as caught:
+        ShardReader(store)
+    assert f"xmd shards repair {store}" in str(caught.value)
+    assert repair(store)["shards_dropped"] == 0
+    assert len(ShardReader(store)) == 20
 
 
 def test_lookup_survives_colliding_keys(tmp_path, monkeypatch):
