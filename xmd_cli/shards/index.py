@@ -323,9 +323,19 @@ def shard_mismatches(arrays: IndexArrays, directory: Path) -> list[tuple[str, st
             problems.append((name, f"unreadable ({e.strerror})"))
             continue
         if size != entry.get("size") or digest != entry.get("header_sha256"):
-            problems.append((name, "not the shard the index was built from (its "
-                                   + ("size" if size != entry.get("size") else "header") + " changed)"))
+            problems.append((name, _what_changed(directory / name, arrays.fingerprint)))
     return problems
+
+
+def _what_changed(path: Path, fingerprint: str) -> str:
+    """Why a shard differs from the one indexed, in words (only on the error path: this parses it)."""
+    try:
+        header = read_header(path)
+    except (ShardFormatError, OSError) as e:
+        return f"not the shard the index was built from, and unreadable ({e})"
+    if header.metadata.get("fingerprint") != fingerprint:
+        return "a shard of another store (its fingerprint is not this store's): copied in over this one?"
+    return "not the shard the index was built from (replaced or altered since the index was written)"
 
 
 def open_index(directory: Path, meta: dict) -> IndexArrays:
