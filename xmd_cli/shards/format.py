@@ -229,10 +229,11 @@ def rows_sha256(header: ShardHeader, f=None) -> str:
     digest = hashlib.sha256()
     remaining = header.n_rows * header.shape[1] * header.dtype.itemsize
     f.seek(header.data_offset)
+    buffer = memoryview(bytearray(1 << 20))  # one reused 1 MiB buffer: hashing allocates nothing per shard
     while remaining:
-        chunk = f.read(min(remaining, 1 << 22))
-        if not chunk:
+        got = f.readinto(buffer[:min(remaining, len(buffer))])
+        if not got:
             break
-        digest.update(chunk)
-        remaining -= len(chunk)
+        digest.update(buffer[:got])
+        remaining -= got
     return digest.hexdigest()

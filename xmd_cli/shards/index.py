@@ -271,7 +271,7 @@ def read_index(directory: Path) -> IndexArrays:
                 _dtype, _shape, begin, end = layout[name]
                 at = data_start + begin
                 while at < data_start + end:
-                    piece = os.pread(f.fileno(), min(data_start + end - at, 1 << 22), at)
+                    piece = os.pread(f.fileno(), min(data_start + end - at, 1 << 20), at)
                     if not piece:
                         return
                     yield piece
