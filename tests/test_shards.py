@@ -381,3 +381,27 @@ def test_ids_of_any_text_and_length(tmp_path):
     import csv
     with open(tmp_path / "rows.csv", newline="") as f:
         assert sorted(row[0] for row in list(csv.reader(f))[1:]) == sorted(ids)
+
+
+def test_reader_refuses_a_shard_swapped_after_open_and_repair_waits_for_writers(tmp_path):
+    store, other = tmp_path / "s", tmp_path / "other"
+    write_all(store, ids_of(32), shard_rows=8)
+    with ShardWriter(other, {**FP, "kind": "random"}, dim=DIM, shard_rows=8) as writer:
+        writer.add(ids_of(32), np.stack([row_of(i) for i in ids_of(32)]))  # same shape, names and ids
+    reader = ShardReader(store)
+    name = list_shards(store)[2][2]
+    atomic_write(store / name, (other / name).read_bytes())  # swapped between open and first use
+    with pytest.raises(XmdError, match=f"{name}: not the shard the index was built from"):
+        reader.get(["s00017"])
+    assert np.array_equal(reader.get(["s00001"]), row_of("s00001")[None].astype(np.float16))  # others still read
+    with pytest.raises(XmdError, match=f"{name}: a shard of another store"):
+        ShardReader(store)
+    with pytest.raises(XmdError, match="another store"):  # the writer, too, refuses the foreign shard
+        ShardWriter(store, FP, dim=DIM, shard_rows=8).open()
+    report = repair(store)
+    assert [d["name"] for d in report["dropped"]] == [name] and report["ids_dropped"] == 8
+    with ShardWriter(store, FP, dim=DIM, shard_rows=8) as live:
+        with pytest.raises(XmdError, match=f"being written by process {os.getpid()}"):
+            repair(store)
+        live.add(["s00016"], row_of("s00016")[None])
+    assert len(ShardReader(store)) == 25 and verify(store) == []
