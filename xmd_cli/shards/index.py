@@ -226,11 +226,6 @@ def write_index(directory: Path, arrays: IndexArrays, fingerprint: str) -> None:
     atomic_write(Path(directory) / INDEX, save(tensors, metadata=metadata))
 
 
-def on_disk_shards(directory: Path) -> list[dict]:
-    return [{"name": name, "rows": None, "size": (Path(directory) / name).stat().st_size}
-            for _rank, _seq, name in list_shards(directory)]
-
-
 def map_file(path: Path) -> mmap.mmap:
     with open(path, "rb") as f:
         return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
@@ -252,8 +247,10 @@ def read_index(directory: Path) -> IndexArrays:
             header = json.loads(f.read(header_len))
             metadata = header["__metadata__"]
             entries = {name: header[name] for name in TENSORS}
-            layout = {name: (NUMPY_OF_TAG[e["dtype"]], list(e["shape"]), *e["data_offsets"])
+            layout = {name: (NUMPY_OF_TAG[e["dtype"]], [int(n) for n in e["shape"]], *map(int, e["data_offsets"]))
                       for name, e in entries.items()}
+            if any(len(v) != 4 or not 0 <= v[2] <= v[3] for v in layout.values()):
+                raise ValueError("a tensor's data offsets are malformed")
         except (ValueError, KeyError, TypeError, struct.error, UnicodeDecodeError) as e:
             raise IndexFormatError(f"unreadable ({e})") from None
         if not isinstance(metadata, dict) or metadata.get("format") != INDEX_FORMAT:

@@ -42,7 +42,7 @@ class ShardReader:
     Components the consumer does not name are not compared.
 
     `verify_rows`: hash each shard's rows once, when it is first used, against its writer's
-    sha256 (about 1 s a GB, once a process; see docs/store.md for which paths turn it off).
+    sha256 (a few s a GB, once a process; docs/store.md says which paths verify rows).
     """
 
     def __init__(self, directory: Path, expect_fingerprint: Mapping | None = None, allow_stale: bool = False,

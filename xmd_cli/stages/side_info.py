@@ -41,7 +41,7 @@ class DistillationInputs:
                 self.quality[side] = reader
                 present &= set(ids) - set(reader.missing(ids))
         self.present = present
-        # Distill reads every row each epoch: hash them all now (about 1 s a GB) so that a damaged
+        # Distill reads every row each epoch: hash them all now (a few s a GB, once) so that a damaged
         # store stops the run before training, not at some step of epoch one.
         for reader in (self.teacher, *self.quality.values()):
             reader.verify_all()
