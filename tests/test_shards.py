@@ -405,3 +405,18 @@ def test_reader_refuses_a_shard_swapped_after_open_and_repair_waits_for_writers(
             repair(store)
         live.add(["s00016"], row_of("s00016")[None])
     assert len(ShardReader(store)) == 25 and verify(store) == []
+
+
+def test_repair_refuses_to_empty_a_store_whose_meta_json_changed(tmp_path):
+    import json
+
+    store = tmp_path / "s"
+    write_all(store, ids_of(20), shard_rows=8)
+    meta = json.loads((store / "meta.json").read_text())
+    meta["fingerprint"] = "f" * 64
+    (store / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(XmdError, match="meta.json: its fingerprint matches none of the 3 shard"):
+        repair(store)
+    assert len(list_shards(store)) == 3 and not (store / "dropped").exists()
+    with pytest.raises(XmdError, match="index.safetensors: indexes another store"):
+        ShardReader(store)

@@ -235,6 +235,13 @@ def _repair_locked(directory: Path, meta: dict) -> dict:
             continue
         seen.update(header.ids)
         kept.append(header)
+    foreign = [e for e in dropped if e["reason"].startswith("written for another fingerprint")]
+    if foreign and len(foreign) == len(dropped) and not kept:
+        # Every shard "foreign" means meta.json is the file that changed: dropping them all would empty
+        # a store whose rows are probably fine. Refuse, and move nothing.
+        raise XmdError(f"{directory / META}: its fingerprint matches none of the {len(foreign)} shard(s); "
+                       "meta.json, not the shards, looks replaced", hint="restore meta.json, or rebuild the store "
+                                                                           "with the writer's --force")
     on_disk = {name for _r, _s, name in list_shards(directory)}
     gone = [{"name": name, "reason": "missing on disk", "ids": n, "moved_to": None}
             for name, n in sorted(old_rows.items()) if name not in on_disk]
