@@ -6,6 +6,11 @@
     Both files are read once beforehand, so the page cache holds both and the
     ratio measures the store's own overhead (id lookup, shard dispatch, float32
     conversion), not the disk.
+(b) The cost of checking: the same gathers from a reader that hashes each shard's
+    rows on first use (verify_rows=True, the default) and from one that does not,
+    side by side: steady state (best of the passes, every shard already checked),
+    and the first pass of a fresh reader, which pays for hashing every shard it
+    touches. Also the time to open a reader (index checksum, shard header digests).
 (c) Peak memory of a fresh process that opens a store and reads random batches,
     for stores of 100k and 1M rows: anonymous memory (what the process allocated)
     should not grow with the store; file-backed pages are the rows it touched.
@@ -85,12 +90,34 @@ def gather_bench(store: Path, raw_path: Path, n: int, batch: int, n_batches: int
                    {"store": id_batches, "memmap": positions, "memmap_dict": id_batches}, repeats)
     store_s, memmap_s, memmap_dict_s = best["store"], best["memmap"], best["memmap_dict"]
     safe_s = _safe_open_gather(store, reader, id_batches[: max(n_batches // 10, 5)])
+    unchecked = ShardReader(store, verify_rows=False)
+    steady = best_of({"verified": reader.get, "unverified": unchecked.get},
+                     {"verified": id_batches, "unverified": id_batches}, repeats)
+    first = {"verified": [], "unverified": []}
+    opened = {"verified": [], "unverified": []}
+    for _ in range(max(repeats // 2, 2)):  # interleaved fresh readers: first use of every shard each time
+        for name, rows in (("verified", True), ("unverified", False)):
+            began = time.perf_counter()
+            fresh = ShardReader(store, verify_rows=rows)
+            opened[name].append(time.perf_counter() - began)
+            began = time.perf_counter()
+            for ids in id_batches:
+                fresh.get(ids)
+            first[name].append((time.perf_counter() - began) / len(id_batches))
+            fresh.close()
     return {"rows": n, "batch": batch, "batches": n_batches, "repeats": repeats,
             "shards": len(reader.index.shards),
             "store_ms_per_batch": store_s * 1e3, "memmap_ms_per_batch": memmap_s * 1e3,
             "memmap_with_id_dict_ms_per_batch": memmap_dict_s * 1e3,
             "safe_open_get_slice_ms_per_batch": safe_s * 1e3,
-            "ratio_vs_memmap": memmap_s / store_s, "ratio_vs_memmap_with_id_dict": memmap_dict_s / store_s}
+            "ratio_vs_memmap": memmap_s / store_s, "ratio_vs_memmap_with_id_dict": memmap_dict_s / store_s,
+            "open_ms": min(opened["verified"]) * 1e3,
+            "steady_verified_ms_per_batch": steady["verified"] * 1e3,
+            "steady_unverified_ms_per_batch": steady["unverified"] * 1e3,
+            "steady_ratio_unverified_over_verified": steady["unverified"] / steady["verified"],
+            "first_pass_verified_ms_per_batch": min(first["verified"]) * 1e3,
+            "first_pass_unverified_ms_per_batch": min(first["unverified"]) * 1e3,
+            "first_pass_ratio_unverified_over_verified": min(first["unverified"]) / min(first["verified"])}
 
 
 def _safe_open_gather(store: Path, reader: ShardReader, id_batches) -> float:
@@ -170,6 +197,12 @@ def main() -> None:
                   f"safetensors safe_open slices {gather['safe_open_get_slice_ms_per_batch']:.3f} ms")
             print(f"    ratio memmap/store = {gather['ratio_vs_memmap']:.2f} (goal >= 0.5); "
                   f"with the id dict the memmap needs for string ids: {gather['ratio_vs_memmap_with_id_dict']:.2f}")
+            print(f"(b) open a reader (index checksum + {gather['shards']} shard header digests): "
+                  f"{gather['open_ms']:.1f} ms; gather with / without row verification: steady "
+                  f"{gather['steady_verified_ms_per_batch']:.3f} / {gather['steady_unverified_ms_per_batch']:.3f} ms "
+                  f"(ratio {gather['steady_ratio_unverified_over_verified']:.2f}), first pass of a fresh reader "
+                  f"{gather['first_pass_verified_ms_per_batch']:.3f} / {gather['first_pass_unverified_ms_per_batch']:.3f}"
+                  f" ms (ratio {gather['first_pass_ratio_unverified_over_verified']:.2f})")
             memory = {mode: memory_bench(path, args.memory_batches, mode)
                       for mode, path in (("store", store), ("memmap", raw_path))}
             for mode in ("store", "memmap"):

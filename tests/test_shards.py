@@ -16,6 +16,7 @@ from xmd_cli.shards import (
     ShardWriter,
     export,
     merge_index,
+    repair,
     store_dir,
     summary,
     verify,
@@ -295,13 +296,39 @@ def test_frames_mean_by_default_and_every_frame_on_request(tmp_path):
         assert archive["frame"].tolist()[:4] == [0, 1, 2, 0] and np.array_equal(archive["rows"], frames)
 
 
-def test_reader_rebuilds_a_stale_index(tmp_path):
+def test_reader_refuses_a_damaged_index_and_repair_rebuilds_it(tmp_path):
     store = tmp_path / "s"
     write_all(store, ids_of(30), shard_rows=8)
     (store / "index.safetensors").write_bytes(b"garbage")
-    assert len(ShardReader(store)) == 30 and verify(store) == []
-    write_all(store, ids_of(40), shard_rows=8)  # resume adds shards; the index follows
-    assert len(ShardReader(store)) == 40
+    with pytest.raises(XmdError, match="index.safetensors: unreadable .*shorter") as caught:
+        ShardReader(store)
+    assert "xmd shards repair" in str(caught.value)
+    assert (store / "index.safetensors").read_bytes() == b"garbage"  # a reader never rewrites it
+    assert any("index.safetensors" in p for p in verify(store))
+    report = repair(store)
+    assert report["shards_dropped"] == 0 and report["ids"] == 30 and verify(store) == []
+    write_all(store, ids_of(40), shard_rows=8)  # resume adds shards; the writer's close re-indexes
+    assert len(ShardReader(store)) == 40 and verify(store) == []
+
+
+def test_old_index_without_checksum_is_refused_until_repaired(tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    store = tmp_path / "s"
+    write_all(store, ids_of(20), shard_rows=8)
+    path = store / "index.safetensors"
+    with open(path, "rb") as f:
+        import json
+        import struct
+        header = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
+    metadata = {"format": "xmd-index-1", "fingerprint": header["__metadata__"]["fingerprint"],
+                "shards": header["__metadata__"]["shards"]}
+    save_file(load_file(str(path)), str(path), metadata=metadata)  # what xmd 0.1 wrote
+    with pytest.raises(XmdError, match="older xmd .*without a checksum") as caught:
+        ShardReader(store)
+    assert f"xmd shards repair {store}" in str(caught.value)
+    assert repair(store)["shards_dropped"] == 0
+    assert len(ShardReader(store)) == 20
 
 
 def test_lookup_survives_colliding_keys(tmp_path, monkeypatch):
@@ -355,3 +382,42 @@ def test_ids_of_any_text_and_length(tmp_path):
     import csv
     with open(tmp_path / "rows.csv", newline="") as f:
         assert sorted(row[0] for row in list(csv.reader(f))[1:]) == sorted(ids)
+
+
+def test_reader_refuses_a_shard_swapped_after_open_and_repair_waits_for_writers(tmp_path):
+    store, other = tmp_path / "s", tmp_path / "other"
+    write_all(store, ids_of(32), shard_rows=8)
+    with ShardWriter(other, {**FP, "kind": "random"}, dim=DIM, shard_rows=8) as writer:
+        writer.add(ids_of(32), np.stack([row_of(i) for i in ids_of(32)]))  # same shape, names and ids
+    reader = ShardReader(store)
+    name = list_shards(store)[2][2]
+    atomic_write(store / name, (other / name).read_bytes())  # swapped between open and first use
+    with pytest.raises(XmdError, match=f"{name}: not the shard the index was built from"):
+        reader.get(["s00017"])
+    assert np.array_equal(reader.get(["s00001"]), row_of("s00001")[None].astype(np.float16))  # others still read
+    with pytest.raises(XmdError, match=f"{name}: a shard of another store"):
+        ShardReader(store)
+    with pytest.raises(XmdError, match="another store"):  # the writer, too, refuses the foreign shard
+        ShardWriter(store, FP, dim=DIM, shard_rows=8).open()
+    report = repair(store)
+    assert [d["name"] for d in report["dropped"]] == [name] and report["ids_dropped"] == 8
+    with ShardWriter(store, FP, dim=DIM, shard_rows=8) as live:
+        with pytest.raises(XmdError, match=f"being written by process {os.getpid()}"):
+            repair(store)
+        live.add(["s00016"], row_of("s00016")[None])
+    assert len(ShardReader(store)) == 25 and verify(store) == []
+
+
+def test_repair_refuses_to_empty_a_store_whose_meta_json_changed(tmp_path):
+    import json
+
+    store = tmp_path / "s"
+    write_all(store, ids_of(20), shard_rows=8)
+    meta = json.loads((store / "meta.json").read_text())
+    meta["fingerprint"] = "f" * 64
+    (store / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(XmdError, match="meta.json: its fingerprint matches none of the 3 shard"):
+        repair(store)
+    assert len(list_shards(store)) == 3 and not (store / "dropped").exists()
+    with pytest.raises(XmdError, match="index.safetensors: indexes another store"):
+        ShardReader(store)

@@ -204,8 +204,9 @@ class MethodConfig(Section):
     feature: FeatureLossConfig = Field(default_factory=FeatureLossConfig)
     classifier: ClassifierLossConfig = Field(default_factory=ClassifierLossConfig)
     qaw: QAWConfig = Field(default_factory=QAWConfig)
-    missing: Literal["drop", "no-distill"] = Field(
-        "no-distill", description="a sample without teacher or quality row: drop it, or train it without distillation terms")
+    missing: Literal["stop", "drop", "no-distill"] = Field(
+        "stop", description="a sample without teacher or quality row: stop and say how many (default), "
+                            "drop it, or train it without distillation terms")
 
 
 # ---------------------------------------------------------------- training and evaluation

@@ -97,7 +97,18 @@ def shards_verify(store: StoreArg, json_: JsonOpt = False):
         if json_:
             raise typer.Exit(1)
         raise XmdError(f"{store}: {len(report['problems'])} problem(s):\n  " + "\n  ".join(report["problems"]),
-                       hint="a damaged shard: delete it and rerun the writer, which recomputes its rows")
+                       hint=f"`xmd shards repair {store}` sets the damaged shards aside and rebuilds the index; "
+                            "then rerun the writer, which recomputes their rows")
+
+
+@shards_app.command("repair")
+@user_errors
+def shards_repair(store: StoreArg, json_: JsonOpt = False):
+    """Set aside unsound shards (to STORE/dropped/) and rebuild the index from the sound ones; says what it dropped."""
+    from xmd_cli.stages.shards_cmd import run_repair
+
+    out = output(json_, 0, False)
+    out.result(run_repair(store, out))
 
 
 @shards_app.command("export")

@@ -17,8 +17,8 @@ from xmd_cli.shards.export import export
 from xmd_cli.shards.fingerprint import Fingerprint, diff, store_dir
 from xmd_cli.shards.index import merge_index
 from xmd_cli.shards.reader import ShardReader
-from xmd_cli.shards.verify import summary, verify
+from xmd_cli.shards.verify import repair, summary, verify
 from xmd_cli.shards.writer import ShardWriter
 
 __all__ = ["Fingerprint", "ShardReader", "ShardWriter", "diff", "export", "merge_index",
-           "store_dir", "summary", "verify"]
+           "repair", "store_dir", "summary", "verify"]

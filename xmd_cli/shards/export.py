@@ -30,7 +30,10 @@ def export(directory: Path, out_path: Path, *, chunk: int = 4096) -> dict:
     if suffix not in FORMATS:
         raise XmdError(f"--out {out_path}: unknown format {suffix or '(no suffix)'}",
                        hint="name the file .csv, .npz or .npy")
-    reader = ShardReader(directory, write_index=False)
+    # Every shard's rows are hashed before they are exported: export reads them all anyway, and a
+    # file a user takes away should not carry a silently flipped byte.
+    reader = ShardReader(directory, verify_rows=True)
+    reader.verify_all()
     ids = np.asarray(reader.ids)
     counts = reader.counts(ids)
     every_frame = bool(len(counts) and counts.max() > 1)

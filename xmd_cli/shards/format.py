@@ -5,7 +5,8 @@ A store directory holds
   shard-r<rank>-<seq>.safetensors one tensor `rows` [n, dim]; its header metadata names the sample ids
                                   of those rows and carries hashes of the data and of the header itself,
                                   so every shard is self-describing and self-verifying
-  index.safetensors               id -> (shard, start, count), sorted by id, derived from the shard headers
+  index.safetensors               id -> (shard, start, count), derived from the shard headers; records each
+                                  shard's size and header digest and a checksum of its own content
   writer-r<rank>.lock             held (flock) by the live writer of that rank
 
 Every file is written to a temporary name in the same directory, fsynced, then
@@ -144,6 +145,7 @@ class ShardHeader:
     metadata: dict
     ids: list[str]
     counts: list[int] | None  # None: one row per id
+    header_sha256: str = ""  # sha256 of the file's first 8 + header-length bytes, as read
 
     @property
     def n_rows(self) -> int:
@@ -153,19 +155,41 @@ class ShardHeader:
 def read_header(path: Path, *, check: bool = True) -> ShardHeader:
     """Parse a shard's header without touching its rows (8-byte length, JSON, then raw data)."""
     path = Path(path)
-    size = path.stat().st_size
     with open(path, "rb") as f:
-        raw_len = f.read(8)
-        if len(raw_len) < 8:
-            raise ShardFormatError("shorter than a safetensors header")
-        (header_len,) = struct.unpack("<Q", raw_len)
-        if header_len > min(MAX_HEADER, size - 8):
-            raise ShardFormatError(f"header length {header_len} exceeds the file ({size} bytes)")
-        try:
-            header = json.loads(f.read(header_len))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ShardFormatError(f"header is not valid JSON ({e})") from None
-    return _parse_header(path, header, 8 + header_len, size, check)
+        return read_header_from(f, path, check=check)
+
+
+def read_header_from(f, path: Path, *, check: bool = True) -> ShardHeader:
+    """read_header on a file already open, so that a caller can go on to hash and map the same inode."""
+    size = os.fstat(f.fileno()).st_size
+    f.seek(0)
+    raw_len = f.read(8)
+    if len(raw_len) < 8:
+        raise ShardFormatError("shorter than a safetensors header")
+    (header_len,) = struct.unpack("<Q", raw_len)
+    if header_len > min(MAX_HEADER, size - 8):
+        raise ShardFormatError(f"header length {header_len} exceeds the file ({size} bytes)")
+    raw = f.read(header_len)
+    try:
+        header = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ShardFormatError(f"header is not valid JSON ({e})") from None
+    parsed = _parse_header(path, header, 8 + header_len, size, check)
+    # The index records this digest: a reader compares it at open without parsing the JSON again.
+    parsed.header_sha256 = hashlib.sha256(raw_len + raw).hexdigest()
+    return parsed
+
+
+def header_sha256(f) -> str:
+    """sha256 of an open shard's header bytes (what read_header_from records), without parsing them."""
+    f.seek(0)
+    raw_len = f.read(8)
+    if len(raw_len) < 8:
+        return ""
+    (header_len,) = struct.unpack("<Q", raw_len)
+    if header_len > min(MAX_HEADER, os.fstat(f.fileno()).st_size - 8):
+        return ""
+    return hashlib.sha256(raw_len + f.read(header_len)).hexdigest()
 
 
 def _parse_header(path: Path, header: dict, data_start: int, size: int, check: bool) -> ShardHeader:
@@ -197,16 +221,19 @@ def _parse_header(path: Path, header: dict, data_start: int, size: int, check: b
     return ShardHeader(path, dtype, (int(shape[0]), int(shape[1])), data_start + begin, metadata, ids, counts)
 
 
-def rows_sha256(header: ShardHeader) -> str:
-    """Recompute the data hash the writer recorded (reads the whole shard)."""
+def rows_sha256(header: ShardHeader, f=None) -> str:
+    """Recompute the data hash the writer recorded (reads the whole shard; `f`: the file already open)."""
+    if f is None:
+        with open(header.path, "rb") as opened:
+            return rows_sha256(header, opened)
     digest = hashlib.sha256()
     remaining = header.n_rows * header.shape[1] * header.dtype.itemsize
-    with open(header.path, "rb") as f:
-        f.seek(header.data_offset)
-        while remaining:
-            chunk = f.read(min(remaining, 1 << 22))
-            if not chunk:
-                break
-            digest.update(chunk)
-            remaining -= len(chunk)
+    f.seek(header.data_offset)
+    buffer = memoryview(bytearray(1 << 20))  # one reused 1 MiB buffer: hashing allocates nothing per shard
+    while remaining:
+        got = f.readinto(buffer[:min(remaining, len(buffer))])
+        if not got:
+            break
+        digest.update(buffer[:got])
+        remaining -= got
     return digest.hexdigest()

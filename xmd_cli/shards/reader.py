@@ -4,11 +4,22 @@ Each shard is mapped once (on first use) and viewed as a plain numpy array at
 the data offset of its safetensors header; a batch lookup is a binary search in
 the memory-mapped index, then a copy of just the rows asked for. The resident
 memory this costs is the pages touched, not the size of the store.
+
+Nothing is read from disk unchecked. At open: meta.json, the index's own
+checksum and fingerprint, and every shard's name, size and header digest against
+the index (which its writer built from headers whose own checksum and
+fingerprint it checked) - a few tens of kB a shard. When a shard is first used:
+its header again (the file might have been swapped since) and, unless
+`verify_rows=False`, the sha256 of all its rows against the one its writer
+recorded, hashed from the same open file that is then mapped. So one flipped
+byte, a shard of another store or a damaged index is an XmdError naming the
+file, never a wrong row; and no reader ever rewrites the index.
 """
 
 from __future__ import annotations
 
 import mmap
+import os
 import resource
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -17,8 +28,8 @@ import numpy as np
 
 from xmd_cli.errors import XmdError
 from xmd_cli.shards.fingerprint import diff
-from xmd_cli.shards.format import DTYPES, ShardFormatError, read_header, read_meta
-from xmd_cli.shards.index import current_index, map_file
+from xmd_cli.shards.format import DTYPES, ShardFormatError, read_header_from, read_meta, rows_sha256
+from xmd_cli.shards.index import open_index
 
 PICKS = ("mean", "random", "first")
 
@@ -29,10 +40,13 @@ class ShardReader:
     `expect_fingerprint`: the components the consumer would have written; the store is
     refused (XmdError listing what differs) unless they match or `allow_stale` is set.
     Components the consumer does not name are not compared.
+
+    `verify_rows`: hash each shard's rows once, when it is first used, against its writer's
+    sha256 (a few s a GB, once a process; docs/store.md says which paths verify rows).
     """
 
     def __init__(self, directory: Path, expect_fingerprint: Mapping | None = None, allow_stale: bool = False,
-                 *, write_index: bool = True):
+                 *, verify_rows: bool = True):
         self.directory = Path(directory)
         self.meta = read_meta(self.directory)
         self.stale: list[str] = []
@@ -43,7 +57,8 @@ class ShardReader:
                                + "\n  ".join(self.stale),
                                hint="recompute it (rerun the writing stage, --force), or accept the stale "
                                     "store explicitly (allow_stale / --allow-stale)")
-        self.index = current_index(self.directory, write=write_index)
+        self.verify_rows = verify_rows
+        self.index = open_index(self.directory, self.meta)
         self.dim = int(self.meta["dim"])
         self.dtype = str(self.meta["dtype"])
         self.frames = str(self.meta["frames"])
@@ -123,19 +138,35 @@ class ShardReader:
     def _map(self, number: int) -> None:
         entry = self.index.shards[number]
         path = self.directory / entry["name"]
+        hint = f"run `xmd shards verify {self.directory}`, then `xmd shards repair {self.directory}`"
         try:
-            header = read_header(path, check=False)
-        except (ShardFormatError, OSError) as e:
-            raise XmdError(f"{path}: unreadable shard ({e})",
-                           hint=f"run `xmd shards verify {self.directory}`") from None
-        if header.shape[1] != self.dim or header.dtype != self._np_dtype:
-            raise XmdError(f"{path}: rows are {header.dtype} [*, {header.shape[1]}], the store's meta.json "
-                           f"says {self.dtype} [*, {self.dim}]", hint=f"run `xmd shards verify {self.directory}`")
-        buffer = map_file(path)
+            f = open(path, "rb")
+        except OSError as e:
+            raise XmdError(f"{path}: unreadable shard ({e.strerror})", hint=hint) from None
+        with f:  # one open file for header, hash and map: what was checked is what is read
+            try:
+                header = read_header_from(f, path, check=False)
+            except (ShardFormatError, OSError) as e:
+                raise XmdError(f"{path}: unreadable shard ({e})", hint=hint) from None
+            if header.header_sha256 != entry.get("header_sha256") or os.fstat(f.fileno()).st_size != entry["size"]:
+                raise XmdError(f"{path}: not the shard the index was built from (replaced since the store "
+                               "was opened)", hint=hint)
+            if header.shape[1] != self.dim or header.dtype != self._np_dtype:
+                raise XmdError(f"{path}: rows are {header.dtype} [*, {header.shape[1]}], the store's meta.json "
+                               f"says {self.dtype} [*, {self.dim}]", hint=hint)
+            if self.verify_rows and rows_sha256(header, f) != header.metadata.get("rows_sha256"):
+                raise XmdError(f"{path}: data checksum mismatch (row bytes changed after writing)", hint=hint)
+            buffer = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         buffer.madvise(mmap.MADV_RANDOM)  # rows are read by id, not in order: no read-ahead
         self._views[number] = memoryview(buffer)
         self._data_offset[number] = header.data_offset
         self._mapped.add(number)
+
+    def verify_all(self) -> None:
+        """Map (and so check) every shard now, for a consumer that would rather fail before its work."""
+        for number in range(len(self._views)):
+            if number not in self._mapped:
+                self._map(number)
 
     # ------------------------------------------------------------ id lookup
     def _find(self, ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -3,7 +3,10 @@
 verify re-reads everything: every header (and its own checksum), every row
 against the data hash its writer recorded (so one flipped byte anywhere is
 caught), NaN/Inf rows, ids stored twice, shards from another fingerprint, and
-whether the index covers exactly the shards on disk and agrees with them.
+whether the index (its own checksum, its fingerprint) covers exactly the shards
+on disk and agrees with them. `repair` is the one explicit way to make a damaged
+store consistent again: it sets the unsound shards aside and rebuilds the index
+from the sound ones, saying what it dropped.
 """
 
 from __future__ import annotations
@@ -26,8 +29,19 @@ from xmd_cli.shards.format import (
     read_meta,
     rows_sha256,
 )
-from xmd_cli.shards.index import build_index, load_index, map_file, stored_bytes
-from xmd_cli.shards.lock import lock_holder
+from xmd_cli.shards.index import (
+    IndexFormatError,
+    build_index,
+    load_index,
+    map_file,
+    read_index,
+    shard_mismatches,
+    stored_bytes,
+    write_index,
+)
+from xmd_cli.shards.lock import WriterLock, lock_holder
+
+DROPPED = "dropped"  # repair moves the shards it sets aside here (a folder inside the store)
 
 
 def verify(directory: Path) -> list[str]:
@@ -52,7 +66,7 @@ def verify(directory: Path) -> list[str]:
             headers.append(header)
     arrays, duplicates = build_index(headers)
     problems += duplicates
-    problems += _check_index(directory, arrays, unreadable=len(list_shards(directory)) - len(headers))
+    problems += _check_index(directory, arrays, meta, unreadable=len(list_shards(directory)) - len(headers))
     return problems
 
 
@@ -95,25 +109,23 @@ def _non_finite_rows(header: ShardHeader, chunk: int = 8192) -> np.ndarray:
     return np.concatenate(bad) if bad else np.zeros(0, np.int64)
 
 
-def _check_index(directory: Path, rebuilt, unreadable: int) -> list[str]:
+def _check_index(directory: Path, rebuilt, meta: dict, unreadable: int) -> list[str]:
     on_disk = {name for _r, _s, name in list_shards(directory)}
-    index = load_index(directory)
-    if index is None:
+    try:
+        index = read_index(directory)
+    except FileNotFoundError:
         if not on_disk:
             return []
-        return [f"{INDEX}: missing or unreadable (the writer did not finish; rerun it to resume, "
-                "or open the store with a reader to rebuild the index)"]
+        return [f"{INDEX}: missing (the writer did not finish; rerun it to resume, "
+                f"or run `xmd shards repair {directory}` to index the shards there are)"]
+    except (IndexFormatError, OSError) as e:
+        return [f"{INDEX}: {e} (run `xmd shards repair {directory}` to rebuild it)"]
     problems = []
-    indexed = {s["name"] for s in index.shards}
-    for name in sorted(on_disk - indexed):
-        problems.append(f"{name}: orphan shard, not in {INDEX} (an unfinished writer? rerun it to resume)")
-    for name in sorted(indexed - on_disk):
-        problems.append(f"{name}: listed in {INDEX} but missing on disk (rerun the writer to recompute its rows)")
+    if index.fingerprint != meta["fingerprint"]:
+        problems.append(f"{INDEX}: indexes another store (its fingerprint is not meta.json's)")
+    problems += [f"{name}: {what}" for name, what in shard_mismatches(index, directory)]
     if problems or unreadable:
         return problems
-    sizes = {s["name"]: s["size"] for s in index.shards}
-    changed = [n for n in sorted(on_disk) if (directory / n).stat().st_size != sizes[n]]
-    problems += [f"{n}: size differs from when {INDEX} was built" for n in changed]
     names_then = np.asarray([s["name"] for s in index.shards] or [""])[index.shard] if len(index.ids) else []
     names_now = np.asarray([s["name"] for s in rebuilt.shards] or [""])[rebuilt.shard] if len(rebuilt.ids) else []
     same = (len(index.ids) == len(rebuilt.ids) and np.array_equal(index.ids, rebuilt.ids)
@@ -122,7 +134,8 @@ def _check_index(directory: Path, rebuilt, unreadable: int) -> list[str]:
             and np.array_equal(index.count, rebuilt.count))
     if not same:
         problems.append(f"{INDEX}: disagrees with the shard headers "
-                        f"({len(index.ids)} ids indexed, {len(rebuilt.ids)} in shards); delete it to rebuild")
+                        f"({len(index.ids)} ids indexed, {len(rebuilt.ids)} in shards); "
+                        f"run `xmd shards repair {directory}` to rebuild it")
     return problems
 
 
@@ -142,10 +155,7 @@ def summary(directory: Path) -> dict:
         ids += len(header.ids)
         rows += header.n_rows
         ranks.add(rank)
-    index = load_index(directory)
-    on_disk = {(n, (directory / n).stat().st_size) for _r, _s, n in shards}
-    index_state = ("missing" if index is None else
-                   "current" if on_disk == {(s["name"], s["size"]) for s in index.shards} else "stale")
+    index_state = _index_state(directory, meta)
     writers = {}
     for entry in os.scandir(directory):
         if entry.name.startswith("writer-r") and entry.name.endswith(".lock"):
@@ -161,3 +171,102 @@ def summary(directory: Path) -> dict:
             "live_writers": writers,
             "leftover_temporaries": sorted(n for n in os.listdir(directory) if n.startswith(TMP_PREFIX)),
             "meta": str(directory / META)}
+
+
+def _index_state(directory: Path, meta: dict) -> str:
+    try:
+        index = read_index(directory)
+    except FileNotFoundError:
+        return "missing"
+    except (IndexFormatError, OSError) as e:
+        return "old (no checksum; run `xmd shards repair`)" if getattr(e, "old", False) else "damaged"
+    if index.fingerprint != meta["fingerprint"]:
+        return "damaged"
+    return "stale" if shard_mismatches(index, directory) else "current"
+
+
+def repair(directory: Path) -> dict:
+    """Make a damaged store consistent: set aside every unsound shard, rebuild the index from the rest.
+
+    A shard is kept only if it passes everything `verify` checks of a shard (header and its checksum,
+    this store's fingerprint and layout, the safetensors library opens it, every row's sha256, no
+    NaN/Inf). Of two sound shards holding one id, the earlier (writing order) is kept. Set-aside
+    shards move to STORE/dropped/ (never deleted: a user may want to look); shards the old index
+    listed that are gone from disk are reported too. The ids dropped are then `pending` to the
+    writer, whose rerun recomputes exactly them.
+    """
+    directory = Path(directory)
+    meta = read_meta(directory)
+    ranks = {rank for rank, _s, _n in list_shards(directory)}
+    ranks |= {int(e.name[8:-5]) for e in os.scandir(directory)
+              if e.name.startswith("writer-r") and e.name.endswith(".lock") and e.name[8:-5].isdigit()}
+    locks = []
+    try:
+        for rank in sorted(ranks):  # no writer may add a shard while the index is rebuilt
+            lock = WriterLock(directory, rank)
+            lock.acquire()
+            locks.append(lock)
+        return _repair_locked(directory, meta)
+    finally:
+        for lock in locks:
+            lock.release()
+
+
+def _repair_locked(directory: Path, meta: dict) -> dict:
+    old = load_index(directory)  # only an index whose checksum holds is believed about what is gone
+    old_rows = {}
+    if old is not None and old.fingerprint == meta["fingerprint"]:
+        per_shard = np.bincount(old.shard, minlength=len(old.shards)) if len(old.shard) else [0] * len(old.shards)
+        old_rows = {entry["name"]: int(n) for entry, n in zip(old.shards, per_shard)}
+    dropped, kept, seen = [], [], set()
+    for _rank, _seq, name in list_shards(directory):
+        try:
+            header = read_header(directory / name)
+        except (ShardFormatError, OSError) as e:
+            dropped.append({"name": name, "reason": f"unreadable ({e})", "ids": old_rows.get(name)})
+            continue
+        found = _check_shard(header, meta)
+        if not found:
+            again = seen.intersection(header.ids)
+            if again:
+                found = [f"repeats {len(again)} id(s) of an earlier shard (e.g. {sorted(again)[0]})"]
+        if found:
+            dropped.append({"name": name, "reason": "; ".join(found), "ids": len(header.ids)})
+            continue
+        seen.update(header.ids)
+        kept.append(header)
+    foreign = [e for e in dropped if e["reason"].startswith("written for another fingerprint")]
+    if foreign and len(foreign) == len(dropped) and not kept:
+        # Every shard "foreign" means meta.json is the file that changed: dropping them all would empty
+        # a store whose rows are probably fine. Refuse, and move nothing.
+        raise XmdError(f"{directory / META}: its fingerprint matches none of the {len(foreign)} shard(s); "
+                       "meta.json, not the shards, looks replaced", hint="restore meta.json, or rebuild the store "
+                                                                           "with the writer's --force")
+    on_disk = {name for _r, _s, name in list_shards(directory)}
+    gone = [{"name": name, "reason": "missing on disk", "ids": n, "moved_to": None}
+            for name, n in sorted(old_rows.items()) if name not in on_disk]
+    if dropped:
+        aside = directory / DROPPED
+        aside.mkdir(exist_ok=True)
+        for entry in dropped:
+            target = aside / entry["name"]
+            number = 1
+            while target.exists():
+                target = aside / f"{entry['name']}.{number}"
+                number += 1
+            os.replace(directory / entry["name"], target)
+            entry["moved_to"] = str(target)
+    arrays, _duplicates = build_index(kept)  # none: repeats were dropped above
+    write_index(directory, arrays, meta["fingerprint"])
+    lost = [e for e in dropped + gone]
+    known = [e["ids"] for e in lost if e["ids"] is not None]
+    if old_rows:
+        now = set(np.char.decode(arrays.ids, "utf-8").tolist()) if len(arrays.ids) else set()
+        old_ids = set(np.char.decode(old.ids, "utf-8").tolist()) if len(old.ids) else set()
+        ids_dropped = len(old_ids - now)
+    else:
+        ids_dropped = sum(known)
+    return {"store": str(directory), "shards_kept": len(kept), "ids": len(arrays.ids),
+            "shards_dropped": len(lost), "ids_dropped": ids_dropped,
+            "ids_dropped_exact": bool(old_rows) or len(known) == len(lost),
+            "dropped": lost, "index": "rebuilt"}

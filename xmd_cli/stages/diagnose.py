@@ -48,6 +48,11 @@ def run_diagnose(recipe: Recipe, workdir: Path, *, checkpoint: Path | None = Non
     store = find_store(workdir, "teacher", expected, allow_stale=allow_stale, stage="extract-teacher", out=out)
     reader = ShardReader(store, expect_fingerprint=expected, allow_stale=allow_stale)
     absent = set(reader.missing([s.id for s in manifest.samples]))
+    if absent:
+        from xmd_cli.stages.side_info import missing_rows_policy
+        # diagnose trains nothing: either non-stop choice means leaving those samples out
+        missing_rows_policy("stop" if recipe.method.missing == "stop" else "drop", sorted(absent), len(manifest.samples), "samples",
+                            "teacher row", store, out)
     samples = [s for s in manifest.samples if s.id not in absent]
     if len(samples) < 4:
         raise XmdError(f"{store}: only {len(samples)} sample(s) of the manifest have a teacher row; "

@@ -1,4 +1,4 @@
-"""`xmd shards info|verify|export`: thin wrappers that print what xmd_cli.shards finds."""
+"""`xmd shards info|verify|repair|export`: thin wrappers that print what xmd_cli.shards finds."""
 
 from __future__ import annotations
 
@@ -65,3 +65,22 @@ def run_export(store: Path, out_path: Path, out: Output) -> dict:
     result = export(store, out_path)
     out.note(f"exported {result['ids']} id(s), {result['rows']} row(s) of dim {result['dim']} to {out_path}")
     return result
+
+
+def run_repair(store: Path, out: Output) -> dict:
+    from xmd_cli.shards import repair
+
+    report = repair(store)
+    for entry in report["dropped"]:
+        ids = "? ids" if entry["ids"] is None else f"{entry['ids']} id(s)"
+        where = f", moved to {entry['moved_to']}" if entry.get("moved_to") else ""
+        out.note(f"dropped {entry['name']} ({ids}): {entry['reason']}{where}")
+    if report["shards_dropped"]:
+        out.note(f"{store}: dropped {report['shards_dropped']} shard(s) and "
+                 f"{'' if report['ids_dropped_exact'] else 'at least '}{report['ids_dropped']} id(s); "
+                 f"index rebuilt over {report['shards_kept']} sound shard(s), {report['ids']} id(s). "
+                 "Rerun the writer (xmd extract-teacher / score-quality) to recompute the dropped ids")
+    else:
+        out.note(f"{store}: nothing to drop; index rebuilt over {report['shards_kept']} shard(s), "
+                 f"{report['ids']} id(s)")
+    return report

@@ -43,6 +43,14 @@ class DistillationInputs:
                 self.quality[side] = reader
                 present &= set(ids) - set(reader.missing(ids))
         self.present = present
+        # Distill reads every row each epoch: hash them all now (a few s a GB, once) so that a damaged
+        # store stops the run before training, not at some step of epoch one.
+        for reader in (self.teacher, *self.quality.values()):
+            reader.verify_all()
+        absent = [i for i in ids if i not in present]
+        if absent:  # a store that lost rows must not quietly become a smaller experiment
+            missing_rows_policy(recipe.method.missing, absent, len(ids), "training samples",
+                                "teacher or quality row" if self.quality else "teacher row", self.teacher_path, out)
         if not present:
             raise XmdError(f"none of the {len(ids)} training samples has a teacher row"
                            + (" and quality rows" if self.quality else ""),
@@ -70,3 +78,16 @@ class DistillationInputs:
                 quality[mask] = reader.get(known)[:, 0]  # column 0: the combined score
             side[f"{name}_quality"] = torch.from_numpy(quality)
         return side
+
+
+def missing_rows_policy(policy: str, absent: list[str], total: int, what: str, rows: str, store, out=None) -> None:
+    """method.missing: "stop" raises, naming the count, a few ids and the key; otherwise say how many."""
+    if policy == "stop":
+        raise XmdError(f"{len(absent)} of {total} {what} have no {rows} in {store} "
+                       f"(e.g. {', '.join(absent[:3])}); method.missing is stop",
+                       hint="rerun `xmd extract-teacher` (and `xmd score-quality`) to compute them, or set "
+                            "method.missing=drop (leave them out) or method.missing=no-distill (train them "
+                            "without the teacher)")
+    if out is not None:
+        out.note(f"[yellow]{len(absent)} of {total} {what} have no {rows}[/yellow] "
+                 f"(method.missing={policy}: {'left out' if policy == 'drop' else 'trained without the teacher'})")
