@@ -9,7 +9,7 @@ def trainer_state(trainer) -> dict:
     """Everything besides the weights that an exact resume needs."""
     return {"optimizer": trainer.optimizer.state_dict(), "scheduler": trainer.scheduler.state_dict(),
             "rng": rng_state(), "epoch": trainer.epoch, "step_in_epoch": trainer.step_in_epoch,
-            "global_step": trainer.global_step, "best": trainer.best}
+            "global_step": trainer.global_step, "best": trainer.best, "metrics_bytes": trainer.metrics.sync()}
 
 
 def restore_trainer_state(trainer, state: dict) -> None:

@@ -24,7 +24,7 @@ from xmd_cli.console import Output
 from xmd_cli.errors import XmdError
 from xmd_cli.training.batches import make_loader, to_device
 from xmd_cli.training.bookkeeping import epoch_checkpoints, restore_trainer_state, trainer_state
-from xmd_cli.training.checkpoint import load_state, load_weights, save_checkpoint
+from xmd_cli.training.checkpoint import has_state, load_state, load_weights, save_checkpoint
 from xmd_cli.training.distributed import DistContext
 from xmd_cli.training.job import StudentWithMethod, TrainJob
 from xmd_cli.training.metrics_log import MetricsLog, open_tensorboard
@@ -90,10 +90,13 @@ class Trainer:
     def resume(self) -> bool:
         """Continue from checkpoints/last if it exists; returns whether it did."""
         last = self.checkpoints / "last"
-        if not (last / "state.pt").exists():
+        if not has_state(last):
             return False
+        state = load_state(last)  # first: an old pickled state is refused before anything changes
         load_weights(last, self.model)
-        restore_trainer_state(self, load_state(last))
+        restore_trainer_state(self, state)
+        if self.ctx.is_main:
+            self.metrics.cut(state["metrics_bytes"])
         self.out.note(f"resumed from {last} at epoch {self.epoch}, step {self.global_step}")
         return True
 
@@ -106,10 +109,9 @@ class Trainer:
         cfg, job = self.job.config, self.job
         if self.ctx.is_main:
             job.run_dir.mkdir(parents=True, exist_ok=True)
-        if resume:
-            self.resume()
-        elif self.ctx.is_main and self.metrics_path.exists():
-            self.metrics_path.unlink()
+        # Without a checkpoint to continue from, the run starts at step 0: so must its log.
+        if not (resume and self.resume()) and self.ctx.is_main:
+            self.metrics.clear()
         clock = {"started": time.perf_counter(), "samples": 0}
         with self.out.progress() as progress:
             while self.epoch < cfg.epochs:
