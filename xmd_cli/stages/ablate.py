@@ -104,7 +104,8 @@ def run_ablate(recipe: Recipe, recipe_path: Path | None, overrides: list[str], w
             run_dir = workdir / "runs" / name
             state = run_state(run, workdir)
             if state != "finished":
-                run_fit(run, workdir, kind=kind, device=device, resume=state == "resumable", out=out)
+                run_fit(run, workdir, kind=kind, device=device, resume=state == "resumable",
+                        force=state == "new", out=out)
             report = run_evaluate(run, workdir, task=task, checkpoint=run_dir / "checkpoints" / "best",
                                   device=device, out=Output(verbosity=0))
             results.append({"row": row, "seed": seed, "run": name, **_flat_metrics(report.get("metrics", {}))})

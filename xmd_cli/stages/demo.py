@@ -43,7 +43,9 @@ def _fit(recipe: Recipe, workdir: Path, kind: str, device: str, out: Output) -> 
     if state == "finished":
         out.note(f"reusing {workdir / 'runs' / recipe.name}")
     else:
-        run_fit(recipe, workdir, kind=kind, device=device, resume=state == "resumable", out=out)
+        # 'new' under an existing name is a run of another recipe: it starts over (force).
+        run_fit(recipe, workdir, kind=kind, device=device, resume=state == "resumable", force=state == "new",
+                out=out)
     return workdir / "runs" / recipe.name / "checkpoints" / "best"
 
 

@@ -9,6 +9,7 @@ network. Both run the same `Trainer`, on one process or under torchrun.
 from __future__ import annotations
 
 import json
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from xmd_cli.models.distill import DistillationLoss
 from xmd_cli.recipe import Recipe, save_resolved
 from xmd_cli.training.distributed import init_distributed, shutdown
 from xmd_cli.training.loop import StudentWithMethod, Trainer, TrainJob, seed_everything
+from xmd_cli.training.rundir import RunLock, clear, refuse_recipe_change, refuse_reuse, run_directory
 
 
 def training_labels(manifest: Manifest) -> dict[str, int]:
@@ -73,53 +75,102 @@ def run_state(recipe: Recipe, workdir: Path) -> str:
 
 
 def run_fit(recipe: Recipe, workdir: Path, *, kind: str, device: str = "auto", resume: bool = False,
-            allow_stale: bool = False, out: Output | None = None) -> dict:
-    from xmd_cli.data.datasets import build_dataset, collate
-    from xmd_cli.inference import embedding_batch_size
-    from xmd_cli.models.students import build_student
-
+            force: bool = False, allow_recipe_change: bool = False, allow_stale: bool = False,
+            out: Output | None = None) -> dict:
+    """Train WORKDIR/runs/<recipe.name>: a new run, `resume` it, or `force` it to start over."""
     out = out or Output()
     workdir = Path(workdir)
     context = init_distributed(device)
     try:
-        manifest = read_manifest(workdir)
-        seed_everything(recipe.seed)
-        labels = training_labels(manifest)
-        student_config = recipe.student
-        train_set = build_dataset(manifest, "train", student_config, train=True, seed=recipe.seed,
-                                  noise_snr=recipe.training.noise_snr, labels=labels)
-        subsample(train_set, recipe.training.train_fraction, recipe.seed)
-        has_validation = any(s.split == "validation" for s in manifest.samples)
-        val_set = (build_dataset(manifest, "validation", student_config, train=False, labels=labels)
-                   if has_validation else None)
-        side_info, teacher_dim, provenance, incomplete = (lambda indices: {}), None, {}, False
-        if kind == "distill":
-            from xmd_cli.stages.side_info import DistillationInputs
-
-            inputs = DistillationInputs(recipe, manifest, train_set, allow_stale=allow_stale, out=out)
-            if recipe.method.missing == "drop":
-                restrict(train_set, inputs.present)
-            side_info, teacher_dim, provenance = inputs, inputs.teacher_dim, inputs.provenance()
-            incomplete = any(s.id not in inputs.present for s in train_set.samples)
-        student = build_student(student_config)
-        method = DistillationLoss.from_recipe(recipe.method, student_dim=student_config.embedding_dim,
-                                              teacher_dim=teacher_dim, classes=len(labels))
-        run_dir = workdir / "runs" / recipe.name
-        if context.is_main:
-            save_resolved(recipe, run_dir / "recipe.resolved.yaml")
-        meta = {"task": kind, "recipe": recipe.name, "seed": recipe.seed, "xmd_version": __version__,
-                "student": student_config.model_dump(mode="json"), "modality": student_config.modality,
-                "embedding_dim": student_config.embedding_dim, "classes": list(labels),
-                "teacher_dim": teacher_dim, "method": recipe.method.model_dump(mode="json") if kind == "distill" else None,
-                "manifest_sha256": manifest.fingerprint, **provenance}
-        job = TrainJob(model=StudentWithMethod(student, method), train_set=train_set, collate=collate,
-                       config=recipe.training, seed=recipe.seed, run_dir=run_dir, meta=meta, val_set=val_set,
-                       val_batch_size=embedding_batch_size(student_config), side_info=side_info,
-                       may_skip_parameters=incomplete)
-        out.note(f"[bold]xmd {kind}[/bold] {recipe.name}: {len(train_set)} training samples, {len(labels)} classes, "
-                 f"{student_config.arch} on {context.device}"
-                 + (f", {context.world} processes" if context.active else ""))
-        summary = Trainer(job, context, out).fit(resume=resume)
-        return {**summary, "task": kind, "samples": len(train_set), "classes": len(labels)}
+        run_dir = run_directory(workdir, recipe.name)
+        with claimed_run(run_dir, recipe, workdir, context, resume=resume, force=force,
+                         allow_recipe_change=allow_recipe_change):
+            return _train(recipe, workdir, run_dir, kind=kind, context=context, resume=resume,
+                          allow_stale=allow_stale, out=out)
     finally:
         shutdown(context)
+
+
+@contextmanager
+def claimed_run(run_dir: Path, recipe: Recipe, workdir: Path, context, *, resume: bool, force: bool,
+                allow_recipe_change: bool):
+    """Hold the run's lock (rank 0) and refuse what would mix runs; every rank agrees before anyone trains."""
+    with ExitStack() as stack:
+        error = None
+        try:
+            if context.is_main:
+                stack.enter_context(RunLock(run_dir, recipe.name))
+            _check_run(run_dir, recipe, workdir, resume=resume, force=force, allow_recipe_change=allow_recipe_change)
+        except XmdError as e:
+            error = e
+        # A rank that refuses alone would leave the others waiting in DDP's first collective.
+        if context.active and context.mean(1.0 if error else 0.0) > 0 and error is None:
+            error = XmdError(f"run '{recipe.name}': another process of this run refused to start (see its message)")
+        if error:
+            raise error
+        if force and not resume and context.is_main:
+            clear(run_dir)
+        yield
+
+
+def _check_run(run_dir: Path, recipe: Recipe, workdir: Path, *, resume: bool, force: bool,
+               allow_recipe_change: bool) -> None:
+    from xmd_cli.data.manifest import manifest_hash
+
+    if resume and force:
+        raise XmdError(f"--resume continues run '{recipe.name}' and --force deletes it: pass only one")
+    if not resume:
+        if not force:
+            refuse_reuse(run_dir, recipe.name)
+    elif not allow_recipe_change:
+        manifest = workdir / "manifest.jsonl"
+        refuse_recipe_change(run_dir, recipe.name, recipe.model_dump(mode="json"),
+                             manifest_hash(workdir) if manifest.exists() else None)
+
+
+def _train(recipe: Recipe, workdir: Path, run_dir: Path, *, kind: str, context, resume: bool, allow_stale: bool,
+           out: Output) -> dict:
+    from xmd_cli.data.datasets import build_dataset, collate
+    from xmd_cli.inference import embedding_batch_size
+    from xmd_cli.models.students import build_student
+
+    manifest = read_manifest(workdir)
+    seed_everything(recipe.seed)
+    labels = training_labels(manifest)
+    student_config = recipe.student
+    train_set = build_dataset(manifest, "train", student_config, train=True, seed=recipe.seed,
+                              noise_snr=recipe.training.noise_snr, labels=labels)
+    subsample(train_set, recipe.training.train_fraction, recipe.seed)
+    has_validation = any(s.split == "validation" for s in manifest.samples)
+    val_set = (build_dataset(manifest, "validation", student_config, train=False, labels=labels)
+               if has_validation else None)
+    side_info, teacher_dim, provenance, incomplete = (lambda indices: {}), None, {}, False
+    if kind == "distill":
+        from xmd_cli.stages.side_info import DistillationInputs
+
+        inputs = DistillationInputs(recipe, manifest, train_set, allow_stale=allow_stale, out=out)
+        if recipe.method.missing == "drop":
+            restrict(train_set, inputs.present)
+        side_info, teacher_dim, provenance = inputs, inputs.teacher_dim, inputs.provenance()
+        incomplete = any(s.id not in inputs.present for s in train_set.samples)
+    student = build_student(student_config)
+    method = DistillationLoss.from_recipe(recipe.method, student_dim=student_config.embedding_dim,
+                                          teacher_dim=teacher_dim, classes=len(labels))
+    if context.is_main:
+        save_resolved(recipe, run_dir / "recipe.resolved.yaml")
+    # resolved_recipe: what --resume compares the recipe it is given with.
+    meta = {"task": kind, "recipe": recipe.name, "seed": recipe.seed, "xmd_version": __version__,
+            "student": student_config.model_dump(mode="json"), "modality": student_config.modality,
+            "embedding_dim": student_config.embedding_dim, "classes": list(labels),
+            "teacher_dim": teacher_dim, "method": recipe.method.model_dump(mode="json") if kind == "distill" else None,
+            "manifest_sha256": manifest.fingerprint, **provenance,
+            "resolved_recipe": recipe.model_dump(mode="json")}
+    job = TrainJob(model=StudentWithMethod(student, method), train_set=train_set, collate=collate,
+                   config=recipe.training, seed=recipe.seed, run_dir=run_dir, meta=meta, val_set=val_set,
+                   val_batch_size=embedding_batch_size(student_config), side_info=side_info,
+                   may_skip_parameters=incomplete)
+    out.note(f"[bold]xmd {kind}[/bold] {recipe.name}: {len(train_set)} training samples, {len(labels)} classes, "
+             f"{student_config.arch} on {context.device}"
+             + (f", {context.world} processes" if context.active else ""))
+    summary = Trainer(job, context, out).fit(resume=resume)
+    return {**summary, "task": kind, "samples": len(train_set), "classes": len(labels)}

@@ -1,9 +1,15 @@
-"""Checkpoints: safetensors weights plus a small state file, written atomically.
+"""Checkpoints: safetensors weights plus the trainer state, without pickle, swapped in atomically.
 
 A checkpoint is a directory:
   weights.safetensors   the model's state_dict (student.* and method parts)
-  state.pt              optimizer, scheduler, RNG states, position in training
+  trainer.safetensors   the trainer state's tensors (optimizer moments, RNG states)
+  trainer.json          the rest of it: scheduler, position in training, where each tensor goes
   meta.json             what the weights are: task, modality, architecture, dims, classes
+
+`checkpoints/last` (and best, epoch-NNN) is a symlink to a hidden version directory
+(`.last.XXXX`). A save writes and fsyncs a new version, then re-points the name in one
+rename: after kill -9 or power loss at any instant the name leads to a whole checkpoint,
+the old or the new one. Versions nothing points to are removed by the next save.
 """
 
 from __future__ import annotations
@@ -11,31 +17,78 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import tempfile
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save, save_file
 
 from xmd_cli.errors import XmdError
+from xmd_cli.training.durable import fsync_path, point, write_durable
+from xmd_cli.training.state_codec import decode, encode
+
+STATE_TENSORS, STATE_JSON, LEGACY_STATE = "trainer.safetensors", "trainer.json", "state.pt"
 
 
 def save_checkpoint(directory: Path, model: torch.nn.Module, state: dict, meta: dict) -> Path:
     directory = Path(directory)
-    tmp = directory.with_name(directory.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(weights, str(tmp / "weights.safetensors"))
-    torch.save(state, tmp / "state.pt")
-    (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=str) + "\n")
-    # Swap in the new directory; a crash in between leaves either the old or the .tmp copy.
-    old = directory.with_name(directory.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if directory.exists():
-        os.replace(directory, old)
-    os.replace(tmp, directory)
-    shutil.rmtree(old, ignore_errors=True)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    version = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    os.chmod(version, 0o755)  # mkdtemp's 0700 would hide the checkpoint from other users
+    _write_version(version, model, state, meta)
+    _fault_point("checkpoint-swap")
+    _set_aside_legacy(directory)
+    point(directory, version.name)
+    _fault_point("checkpoint-swapped")
+    _prune(directory)
     return directory
+
+
+def _write_version(version: Path, model: torch.nn.Module, state: dict, meta: dict) -> None:
+    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(weights, str(version / "weights.safetensors"))
+    fsync_path(version / "weights.safetensors")
+    tensors: dict = {}
+    document = encode(state, tensors)
+    write_durable(version / STATE_TENSORS, save(tensors))
+    write_durable(version / STATE_JSON, (json.dumps(document) + "\n").encode())
+    write_durable(version / "meta.json", (json.dumps(meta, indent=1, default=str) + "\n").encode())
+    fsync_path(version)
+
+
+def _set_aside_legacy(directory: Path) -> None:
+    """A real directory under the name (written by an older xmd) cannot be renamed over: move it aside."""
+    if directory.is_dir() and not directory.is_symlink():
+        os.replace(directory, tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+
+
+def _prune(directory: Path) -> None:
+    """Remove what the name no longer points to: the version just replaced, and leftovers of a kill."""
+    current = os.readlink(directory)
+    for entry in directory.parent.glob(f".{directory.name}.*"):
+        if entry.name == current:
+            continue
+        if entry.is_symlink():
+            entry.unlink(missing_ok=True)
+        elif entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+_FAULTS: dict[str, int] = {}
+
+
+def _fault_point(name: str) -> None:
+    """Test hook: XMD_TEST_KILL_AT=name:N kills this process (SIGKILL, no cleanup) the Nth time it gets here.
+
+    It lets tests leave exactly the on-disk state a kill at this instant leaves.
+    """
+    wanted = os.environ.get("XMD_TEST_KILL_AT", "")
+    if not wanted.startswith(name + ":"):
+        return
+    _FAULTS[name] = _FAULTS.get(name, 0) + 1
+    if _FAULTS[name] == int(wanted.split(":")[1]):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def read_meta(directory: Path) -> dict:
@@ -78,6 +131,17 @@ def load_student(directory: Path, config, weights: dict | None = None) -> torch.
     return load_part(build_student_for_checkpoint(config), weights, "student.", directory).eval()
 
 
+def has_state(directory: Path) -> bool:
+    """Whether `directory` is a checkpoint with trainer state (an old pickled one counts, to be refused)."""
+    return (Path(directory) / STATE_JSON).exists() or (Path(directory) / LEGACY_STATE).exists()
+
+
 def load_state(directory: Path) -> dict:
-    # weights_only=False: the state holds RNG byte tensors and plain Python values we wrote ourselves.
-    return torch.load(Path(directory) / "state.pt", map_location="cpu", weights_only=False)
+    """The trainer state, read from safetensors and JSON only: a crafted checkpoint cannot run code."""
+    directory = Path(directory)
+    if not (directory / STATE_JSON).exists() and (directory / LEGACY_STATE).exists():
+        raise XmdError(f"{directory / LEGACY_STATE}: a checkpoint of an older xmd whose pickled state is not "
+                       "loaded (unpickling can run code); start the run over with --force or another "
+                       "--set name=... (its weights still evaluate)")
+    tensors = load_file(str(directory / STATE_TENSORS))
+    return decode(json.loads((directory / STATE_JSON).read_text()), tensors)
