@@ -450,7 +450,7 @@ def accuracy_interval(correct, classes, *, resamples: int = 1000, confidence: fl
     Examples
     --------
     >>> correct = np.array([1, 1, 1, 0] * 25, dtype=bool)
-    >>> result = accuracy_interval(correct, np.arange(100) % 4, resamples=500)
+    >>> result = accuracy_interval(correct, np.arange(100) % 5, resamples=500)
     >>> result["value"], result["ci_low"] < 0.75 < result["ci_high"]
     (0.75, True)
     """
