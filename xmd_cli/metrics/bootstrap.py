@@ -153,8 +153,8 @@ class _SortedSystem:
         run_has_target = np.diff(self.t_at) > 0
         self.candidates = np.append(np.flatnonzero(run_has_target), ends.size)
         # Without ties involving targets, candidate k has exactly k targets below it.
-        self.candidates_are_targets = bool(np.array_equal(self.t_at[self.candidates],
-                                                          np.arange(self.candidates.size)))
+        self.t_candidates, self.n_candidates = self.t_at[self.candidates], self.n_at[self.candidates]
+        self.candidates_are_targets = bool(np.array_equal(self.t_candidates, np.arange(self.candidates.size)))
         self.thresholds = np.concatenate(([-np.inf], s[ends]))
 
     # Above this many trials, resamples go one at a time through 1-D numpy calls (fancy indexing and
@@ -194,8 +194,8 @@ class _SortedSystem:
             lo, hi = (lo, mid) if gap(mid)[0] < 0 else (mid + 1, hi)
         (gap_b, eer_b), (gap_a, eer_a) = gap(max(lo - 1, 0)), gap(min(lo, t_at.size - 1))
         out[0] = eer_a if abs(gap_a) < abs(gap_b) else eer_b
-        t_c = ct[:self.candidates.size] if self.candidates_are_targets else ct[t_at[self.candidates]]
-        n_c = cn[n_at[self.candidates]]
+        t_c = ct[:self.candidates.size] if self.candidates_are_targets else ct[self.t_candidates]
+        n_c = cn[self.n_candidates]
         for column, p in enumerate(p_targets, 1):
             # cost = a*CT + b*(NN - CN) = b*(CT*a/b - CN + NN): two passes over the candidates.
             a, b = c_miss * p / n_t, c_fa * (1 - p) / n_n
@@ -215,7 +215,7 @@ class _SortedSystem:
             return out
         ct, cn, n_t, n_n = ct[ok], cn[ok], n_t[ok], n_n[ok]
         out[ok, 0] = self._eer(ct, cn, n_t, n_n)
-        t_c, n_c = self.t_at[self.candidates], self.n_at[self.candidates]
+        t_c, n_c = self.t_candidates, self.n_candidates
         p_miss = ct[:, t_c] / n_t
         p_fa = (n_n - cn[:, n_c]) / n_n
         for column, p in enumerate(p_targets, 1):
