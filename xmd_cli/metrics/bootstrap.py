@@ -135,7 +135,8 @@ class _SortedSystem:
     cumulative sums CT (targets) and CN (non-targets) read at fixed positions.
     EER: a binary search for the crossing of P_fa - P_miss, which never increases.
     minDCF: only points just below a run of scores holding a target can be minima
-    (passing non-targets only lowers the cost), at most n_target + 1 of them.
+    (passing non-targets only lowers the cost, targets only raises it): one a switch from
+    non-target to target in the sorted scores, few for a good system.
     The results equal `verification.eer_from_points` / `min_dcf_from_points` of
     `points_from_sorted(..., weights)` (tests/test_bootstrap.py checks it).
     """
@@ -150,11 +151,13 @@ class _SortedSystem:
         # Point k (k = 0: accept all) rejects the first k runs: its target / non-target counts.
         self.t_at = np.concatenate(([0], targets_below[ends]))
         self.n_at = np.concatenate(([0], ends + 1 - targets_below[ends]))
-        run_has_target = np.diff(self.t_at) > 0
-        self.candidates = np.append(np.flatnonzero(run_has_target), ends.size)
-        # Without ties involving targets, candidate k has exactly k targets below it.
+        # Run k lies between points k and k+1. Passing a run of non-targets only lowers the cost and
+        # passing one of targets only raises it, so a minimum sits before a run holding a target whose
+        # previous run holds a non-target: one candidate per switch from non-targets to targets.
+        has_target, has_nontarget = np.diff(self.t_at) > 0, np.diff(self.n_at) > 0
+        after_nontarget = np.concatenate(([True], has_nontarget[:-1]))
+        self.candidates = np.append(np.flatnonzero(has_target & after_nontarget), ends.size)
         self.t_candidates, self.n_candidates = self.t_at[self.candidates], self.n_at[self.candidates]
-        self.candidates_are_targets = bool(np.array_equal(self.t_candidates, np.arange(self.candidates.size)))
         self.thresholds = np.concatenate(([-np.inf], s[ends]))
 
     # Above this many trials, resamples go one at a time through 1-D numpy calls (fancy indexing and
@@ -172,6 +175,8 @@ class _SortedSystem:
 
     def _row(self, count: np.ndarray, p_targets, c_miss: float, c_fa: float) -> np.ndarray:
         out = np.full(1 + len(p_targets), np.nan)
+        if count.max() < 46_341:  # a product of two counts fits int32: gathers move half the bytes
+            count = count.astype(np.int32)
         ct = np.zeros(self.target_unit.size + 1, dtype=np.int64)
         np.cumsum(np.take(count, self.target_unit), out=ct[1:])
         first, second = self.nontarget_units
@@ -194,8 +199,7 @@ class _SortedSystem:
             lo, hi = (lo, mid) if gap(mid)[0] < 0 else (mid + 1, hi)
         (gap_b, eer_b), (gap_a, eer_a) = gap(max(lo - 1, 0)), gap(min(lo, t_at.size - 1))
         out[0] = eer_a if abs(gap_a) < abs(gap_b) else eer_b
-        t_c = ct[:self.candidates.size] if self.candidates_are_targets else ct[self.t_candidates]
-        n_c = cn[self.n_candidates]
+        t_c, n_c = ct[self.t_candidates], cn[self.n_candidates]
         for column, p in enumerate(p_targets, 1):
             # cost = a*CT + b*(NN - CN) = b*(CT*a/b - CN + NN): two passes over the candidates.
             a, b = c_miss * p / n_t, c_fa * (1 - p) / n_n
