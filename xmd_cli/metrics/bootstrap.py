@@ -41,7 +41,7 @@ import numpy as np
 from xmd_cli.errors import XmdError
 
 LOWER_IS_BETTER = ("eer", "min_dcf")  # metric name prefixes where a smaller value is better
-_BLOCK = 1 << 22  # weights computed at once (resamples x trials): ~32 MB of int64
+_BLOCK = 1 << 20  # small lists: (resamples x trials) values computed at once, ~8 MB an array
 
 
 def verdict(ci_low: float, ci_high: float, *, lower_is_better: bool) -> str:
@@ -64,6 +64,13 @@ def verdict(ci_low: float, ci_high: float, *, lower_is_better: bool) -> str:
 
 
 def is_lower_better(metric: str) -> bool:
+    """Whether a smaller value of `metric` is better (EER, minDCF).
+
+    Examples
+    --------
+    >>> is_lower_better("min_dcf@0.01"), is_lower_better("top1")
+    (True, False)
+    """
     return metric.startswith(LOWER_IS_BETTER)
 
 

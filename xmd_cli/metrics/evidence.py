@@ -26,7 +26,14 @@ CHANCE = {"eer": 0.5, "min_dcf": 1.0, "top1": None}  # normalised minDCF 1.0: de
 
 
 def trials_fingerprint(labels, enroll_names, test_names) -> str:
-    """sha256 of the trials as canonical `label enroll test` lines, in the given order."""
+    """sha256 of the trials as canonical `label enroll test` lines, in the given order.
+
+    Examples
+    --------
+    >>> a = trials_fingerprint([True, False], ["s1/a", "s1/a"], ["s1/b", "s2/c"])
+    >>> a == trials_fingerprint([1, 0], ["s1/a", "s1/a"], ["s1/b", "s2/c"]), len(a)
+    (True, 64)
+    """
     digest = hashlib.sha256()
     for label, enroll, test in zip(np.asarray(labels, dtype=int), enroll_names, test_names):
         digest.update(f"{label} {enroll} {test}\n".encode())
@@ -57,8 +64,8 @@ def add_verification_intervals(metrics: dict, protocol: dict, scores, labels, en
 
 def add_accuracy_interval(metrics: dict, protocol: dict, correct, classes, *, resamples: int, seed: int) -> None:
     """Replace top1 in `metrics` by {value, ci_low, ci_high, chance, n} (class-stratified sample bootstrap)."""
-    if resamples == 0 or "top1" not in metrics:
-        protocol["intervals"] = "off (evaluation.bootstrap = 0)"
+    if resamples == 0 or "top1" not in metrics:  # no top1 with a single class
+        protocol["intervals"] = "off (evaluation.bootstrap = 0)" if resamples == 0 else "absent: no top1"
         return
     entry = bootstrap.accuracy_interval(correct, classes, resamples=resamples, seed=seed)
     metrics["top1"] = {**entry, "chance": 1 / len(np.unique(classes)), "n": int(np.size(classes))}
@@ -173,7 +180,13 @@ def paired_comparison(paths: list[Path], reports: list[dict]) -> dict:
 
 
 def format_difference(name: str, entry: dict | None) -> str:
-    """`+1.20 % [0.31 %, 2.05 %] worse`: the difference, its interval and the verdict."""
+    """`+1.20 % [0.31 %, 2.05 %] worse`: the difference, its interval and the verdict.
+
+    Examples
+    --------
+    >>> format_difference("eer", {"difference": 0.012, "ci_low": 0.0031, "ci_high": 0.0205, "verdict": "worse"})
+    '+1.20 % [0.31 %, 2.05 %] worse'
+    """
     if entry is None:
         return "- (no scores.npz)"
     sign = "+" if entry["difference"] > 0 else ""
