@@ -65,10 +65,10 @@ def main() -> None:
     print(f"[3] ratio (2)/(1): {interval / one:.0f} evaluations' worth for {args.resamples:,} resamples "
           f"(a naive bootstrap: >= {args.resamples:,})")
     for name, entry in result["metrics"].items():
-        scale = 100 if name == "eer" else 1
-        print(f"    {name}: {scale * entry['value']:.4f} [{scale * entry['ci_low']:.4f}, {scale * entry['ci_high']:.4f}]"
-              + (" %" if name == "eer" else ""))
-    assert abs(result["metrics"]["eer"]["value"] - summary["eer"]) == 0
+        scale, unit = (100, " %") if name == "eer" else (1, "")
+        low, high = scale * entry["ci_low"], scale * entry["ci_high"]
+        print(f"    {name}: {scale * entry['value']:.4f} [{low:.4f}, {high:.4f}]{unit}")
+    assert result["metrics"]["eer"]["value"] == summary["eer"]  # the same point estimate
 
 
 if __name__ == "__main__":

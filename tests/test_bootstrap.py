@@ -16,8 +16,9 @@ import pytest
 from typer.testing import CliRunner
 
 from xmd_cli.cli import app
+from xmd_cli.errors import XmdError
 from xmd_cli.metrics import bootstrap
-from xmd_cli.metrics.verification import eer, min_dcf, points_from_sorted, eer_from_points, min_dcf_from_points
+from xmd_cli.metrics.verification import eer, eer_from_points, min_dcf, min_dcf_from_points, points_from_sorted
 
 runner = CliRunner()
 
@@ -141,7 +142,7 @@ def test_row_wise_and_block_evaluation_agree():
 
 
 def test_trial_labels_that_contradict_identities_are_refused():
-    with pytest.raises(Exception, match="trial 2 is a target trial between two identities"):
+    with pytest.raises(XmdError, match=r"trial 2 is a target trial between two identities \('b', 'c'\)"):
         bootstrap.trial_units([0, 1], ["a", "b"], ["b", "c"])
 
 

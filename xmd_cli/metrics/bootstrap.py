@@ -128,7 +128,8 @@ def trial_units(labels, enroll_ids, test_ids, *, source: str = "trials") -> tupl
     if wrong.any():
         at = int(np.argmax(wrong))
         kind = "target trial between two identities" if labels[at] else "non-target trial within one identity"
-        raise XmdError(f"{source}: trial {at + 1} is a {kind} ({names[first[at]]!r}, {names[second[at]]!r})",
+        pair = names[first[at]].item(), names[second[at]].item()
+        raise XmdError(f"{source}: trial {at + 1} is a {kind} ({pair[0]!r}, {pair[1]!r})",
                        hint="the trial labels disagree with the manifest's identity labels")
     second = np.where(labels, names.size, second)
     return first.astype(np.int64), second.astype(np.int64), names.tolist()

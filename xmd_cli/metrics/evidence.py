@@ -34,10 +34,9 @@ def trials_fingerprint(labels, enroll_names, test_names) -> str:
     >>> a == trials_fingerprint([1, 0], ["s1/a", "s1/a"], ["s1/b", "s2/c"]), len(a)
     (True, 64)
     """
-    digest = hashlib.sha256()
-    for label, enroll, test in zip(np.asarray(labels, dtype=int), enroll_names, test_names):
-        digest.update(f"{label} {enroll} {test}\n".encode())
-    return digest.hexdigest()
+    text = "".join(f"{label} {enroll} {test}\n"
+                   for label, enroll, test in zip(np.asarray(labels, dtype=int).tolist(), enroll_names, test_names))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def samples_fingerprint(sample_ids) -> str:
