@@ -72,7 +72,9 @@ def test_speaker_verification_report(persons, sv_report):
     on_disk = json.loads((report_dir / "report.json").read_text())
     assert on_disk["metrics"] == sv_report["metrics"] and on_disk["backend"] == "cosine"
     metrics, protocol = on_disk["metrics"], on_disk["protocol"]
-    assert 0 <= metrics["eer"] <= 1 and metrics["min_dcf@0.01"] >= 0 and "min_dcf@0.05" in metrics
+    assert 0 <= metrics["eer"]["value"] <= 1 and metrics["min_dcf@0.01"]["value"] >= 0 and "min_dcf@0.05" in metrics
+    assert metrics["eer"]["ci_low"] <= metrics["eer"]["value"] <= metrics["eer"]["ci_high"]
+    assert protocol["bootstrap_unit"] == "identity" and (report_dir / "scores.npz").exists()
     trial_lines = (persons / "trials" / "synthetic-persons.txt").read_text().split("\n")
     assert protocol["n_trials"] == len([line for line in trial_lines if line.strip()])
     assert 0 <= metrics["top1_identification"] <= 1 and "identification" in protocol
@@ -91,7 +93,7 @@ def test_asnorm_cohort_and_compare(persons, sv_report, tmp_path):
                  "--set", "evaluation.score_norm=asnorm", "--set", "evaluation.asnorm_top_n=2",
                  "--set", "evaluation.cohort_utterances=6", "--seed", "3")
     report = json.loads(result.stdout)
-    assert report["backend"] == "cosine+asnorm(top=2)" and 0 <= report["metrics"]["eer"] <= 1
+    assert report["backend"] == "cosine+asnorm(top=2)" and 0 <= report["metrics"]["eer"]["value"] <= 1
     assert report["protocol"]["cohort"].startswith("train split, 6 utterances") and report["seeds"]["seed"] == 3
     compared = json.loads(xmd("evaluate", "--compare", sv_report["report_json"],
                               out / "report.json", "--json").stdout)
@@ -99,7 +101,8 @@ def test_asnorm_cohort_and_compare(persons, sv_report, tmp_path):
     assert compared["rows"][0] == ["task", "speaker-verification", "speaker-verification"]
     assert compared["rows"][1] == ["backend", "cosine", "cosine+asnorm(top=2)"]
     eer_row = next(row for row in compared["rows"] if row[0] == "eer")
-    assert eer_row[1] == f"{100 * sv_report['metrics']['eer']:.2f} %"
+    assert eer_row[1].startswith(f"{100 * sv_report['metrics']['eer']['value']:.2f} % [")
+    assert compared["paired"]["metrics"]["eer"][0]["verdict"] in ("better", "worse", "not resolved")
 
 
 def test_score_file_is_measured_by_the_same_scorer(persons, tmp_path):
@@ -147,7 +150,8 @@ def test_classification_report(captions):
     confusion = np.array(metrics["confusion"])
     assert report["backend"] == "classifier-cosine" and confusion.shape == (4, 4)
     assert confusion.sum() == report["protocol"]["n_samples"] == 8  # the tiny test split
-    assert metrics["top1"] == pytest.approx(np.trace(confusion) / confusion.sum())
+    assert metrics["top1"]["value"] == pytest.approx(np.trace(confusion) / confusion.sum())
+    assert metrics["top1"]["ci_low"] <= metrics["top1"]["value"] <= metrics["top1"]["ci_high"]
     assert set(metrics["per_class"]) == {"circle", "square", "star", "triangle"}
     assert (captions / "reports" / "cls-classification" / "confusion.png").exists()
 

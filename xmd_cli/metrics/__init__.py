@@ -6,6 +6,8 @@ Modules, one idea each:
   scorefile     reading score files written elsewhere; `score_file` for `--scores FILE`
   classification top-k, per-class accuracy, confusion matrix
   matching      cross-modal matching (1:2, N-way, verification, recall@k) with bootstrap CIs
+  bootstrap     identity-bootstrap intervals of EER/minDCF, accuracy intervals, paired verdicts
+  evidence      intervals in reports, scores.npz beside them, paired `--compare`
   plots         DET and confusion-matrix PNGs (matplotlib, Agg, imported lazily)
   report        report.json / report.md and `--compare`
 

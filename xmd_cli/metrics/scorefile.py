@@ -147,8 +147,12 @@ def read_trial_labels(path: Path) -> tuple[dict[tuple[str, str], int], np.ndarra
     return index, labels, numbers
 
 
-def read_scores(scores_path: Path, trials_path: Path | None = None) -> tuple[np.ndarray, np.ndarray, str]:
-    """(scores, labels, layout) of a score file, labels from `trials_path` where needed."""
+def read_scores(scores_path: Path, trials_path: Path | None = None, *, with_names: bool = False) -> tuple:
+    """(scores, labels, layout) of a score file, labels from `trials_path` where needed.
+
+    `with_names` adds (enroll names, test names), None for `label score` lines, and
+    puts the trials in the trial list's order when there is one (the bootstrap and
+    `--compare` pair trials by position)."""
     scores_path = Path(scores_path)
     numbers, columns = _columns(scores_path, "score file")
     if not columns:
@@ -160,7 +164,8 @@ def read_scores(scores_path: Path, trials_path: Path | None = None) -> tuple[np.
                        f"`enroll test score label`, got {first!r}")
     layout = {2: "label score", 3: "enroll test score", 4: "enroll test score label"}[width]
     if width == 2:
-        return (_scores(columns[1], scores_path, numbers), _labels(columns[0], scores_path, numbers), layout)
+        found = (_scores(columns[1], scores_path, numbers), _labels(columns[0], scores_path, numbers), layout)
+        return (*found, None, None) if with_names else found
     if width == 3 and trials_path is None:
         raise XmdError(f"{scores_path}: `enroll test score` lines carry no labels",
                        hint="pass the trial list the scores were made from")
@@ -168,7 +173,8 @@ def read_scores(scores_path: Path, trials_path: Path | None = None) -> tuple[np.
     keys = list(zip(columns[0], columns[1]))
     if trials_path is None:
         _no_repeats(keys, scores_path, numbers)
-        return scores, _labels(columns[3], scores_path, numbers), layout
+        found = scores, _labels(columns[3], scores_path, numbers), layout
+        return (*found, columns[0], columns[1]) if with_names else found
     index, trial_labels, trial_numbers = read_trial_labels(Path(trials_path))
     try:
         positions = np.fromiter(map(index.get, keys), dtype=np.int64, count=len(keys))
@@ -187,6 +193,10 @@ def read_scores(scores_path: Path, trials_path: Path | None = None) -> tuple[np.
         raise XmdError(f"{trials_path}:{trial_numbers[at]}: trial {enroll} {test} has no score in "
                        f"{scores_path} ({int((times_scored == 0).sum())} of {len(index)} trials are unscored)",
                        hint="score every trial of the list, or evaluate on the list that was scored")
+    if with_names:
+        in_list_order = np.empty_like(scores)
+        in_list_order[positions] = scores
+        return in_list_order, trial_labels, layout, [k[0] for k in index], [k[1] for k in index]
     return scores, trial_labels[positions], layout
 
 
@@ -198,14 +208,16 @@ def _no_repeats(keys: list[tuple[str, str]], path: Path, numbers: np.ndarray) ->
 
 
 def score_file(scores_path: Path, trials_path: Path | None = None, *, p_targets=(0.01, 0.05),
-               c_miss: float = 1.0, c_fa: float = 1.0, det_png: Path | None = None) -> dict:
+               c_miss: float = 1.0, c_fa: float = 1.0, det_png: Path | None = None,
+               with_trials: bool = False) -> dict:
     """Verification metrics of an existing score file, JSON-ready for report.json.
 
     Returns the `verification_summary` keys plus task, backend ("score-file": the
     scores were made elsewhere), layout, the files and their sha256. With
-    `det_png`, also draws the DET curve there.
+    `det_png`, also draws the DET curve there. `with_trials` adds "per_trial":
+    {scores, labels, enroll, test} (arrays, not JSON; see `read_scores(with_names=True)`).
     """
-    scores, labels, layout = read_scores(Path(scores_path), trials_path)
+    scores, labels, layout, enroll, test = read_scores(Path(scores_path), trials_path, with_names=True)
     summary = verification_summary(scores, labels, p_targets=p_targets, c_miss=c_miss, c_fa=c_fa,
                                    source=str(scores_path))
     result = {"task": "speaker-verification", "backend": "score-file", "layout": layout,
@@ -217,4 +229,6 @@ def score_file(scores_path: Path, trials_path: Path | None = None, *, p_targets=
         from xmd_cli.metrics.plots import det_curve_png
         det_curve_png(Path(det_png), scores, labels, summary=summary, title=Path(scores_path).name)
         result["det_png"] = str(det_png)
+    if with_trials:
+        result["per_trial"] = {"scores": scores, "labels": labels, "enroll": enroll, "test": test}
     return result

@@ -94,7 +94,16 @@ def run_evaluate(recipe: Recipe, workdir: Path, *, task: str | None = None, chec
 
 def run_compare(paths: list[Path], out: Output | None = None) -> dict:
     """Set reports side by side: one row a metric, one column a report (task and back-end first)."""
+    from xmd_cli.metrics.evidence import paired_comparison, paired_rows
+
     out = out or Output()
-    columns, rows = compare_reports([Path(p) for p in paths])
+    paths = [Path(p) for p in paths]
+    columns, rows = compare_reports(paths)
+    # Each later report against the first, on the same resampled identities (docs/evaluation.md, Intervals).
+    paired = paired_comparison(paths, [read_report(p) for p in paths])
+    rows = [*rows, *paired_rows(paired, columns[1])]
     out.table("compare", rows, tuple(columns))
-    return {"columns": columns, "rows": [list(row) for row in rows]}
+    if paired:
+        out.note(f"paired: run - {columns[1]}, {100 * paired['confidence']:g} % interval of {paired['bootstrap']} "
+                 "resamples; \"not resolved\": the interval contains 0")
+    return {"columns": columns, "rows": [list(row) for row in rows], "paired": paired}

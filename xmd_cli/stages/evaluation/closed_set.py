@@ -16,7 +16,8 @@ import torch
 from xmd_cli.data.manifest import Manifest
 from xmd_cli.errors import XmdError
 from xmd_cli.inference import CheckpointModel, describe_embedding, embed_samples
-from xmd_cli.metrics.classification import classification_summary
+from xmd_cli.metrics import evidence
+from xmd_cli.metrics.classification import classification_summary, true_class_rank
 from xmd_cli.recipe import Recipe
 from xmd_cli.stages.evaluation.model import check_fits
 
@@ -55,5 +56,9 @@ def evaluate_classification(recipe: Recipe, manifest: Manifest, model: Checkpoin
                                      title=f"{model.meta.get('recipe', '')}: test split")
     protocol = {"split": "test", "n_samples": summary.pop("n_samples"), "n_classes": summary.pop("n_classes"),
                 "embedding": describe_embedding(model), **facts}
+    correct = true_class_rank(scores, labels) < 1  # top-1 with ties counted against, as summary["top1"]
+    evidence.add_accuracy_interval(summary, protocol, correct, labels, resamples=recipe.evaluation.bootstrap,
+                                   seed=recipe.seed)
+    evidence.save_classification(out_dir, correct, labels, evidence.samples_fingerprint([s.id for s in test]))
     return {"backend": BACKEND, "metrics": summary, "protocol": protocol, "fingerprints": {},
             "plots": {"confusion": confusion.name}}

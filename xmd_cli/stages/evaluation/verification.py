@@ -22,7 +22,7 @@ from xmd_cli.data.manifest import Manifest, read_trials
 from xmd_cli.errors import XmdError
 from xmd_cli.inference import CheckpointModel, describe_embedding, embed_samples
 from xmd_cli.io import file_sha256
-from xmd_cli.metrics import classification
+from xmd_cli.metrics import classification, evidence
 from xmd_cli.metrics.scorefile import score_file
 from xmd_cli.metrics.scoring import score_trials
 from xmd_cli.metrics.verification import verification_summary
@@ -144,6 +144,16 @@ def evaluate_verification(recipe: Recipe, manifest: Manifest, model: CheckpointM
     summary = verification_summary(scored.scores, scored.labels, p_targets=evaluation.p_targets,
                                    source=str(path))
     metrics, counts = split_summary(summary)
+    # A trial's identities are the manifest labels of its two samples: the identity bootstrap's units.
+    enroll_ids = [by_id[t.enroll].label for t in trial_list]
+    test_ids = [by_id[t.test].label for t in trial_list]
+    intervals: dict = {}
+    evidence.add_verification_intervals(metrics, intervals, scored.scores, scored.labels, enroll_ids, test_ids,
+                                        p_targets=evaluation.p_targets, resamples=evaluation.bootstrap,
+                                        seed=recipe.seed, source=str(path))
+    evidence.save_verification(out_dir, scored.scores, scored.labels, enroll_ids, test_ids,
+                               evidence.trials_fingerprint(scored.labels, [t.enroll for t in trial_list],
+                                                           [t.test for t in trial_list]))
     identification = nearest_centroid_identification(rows, [s.label for s in samples])
     protocol_ident = {k: identification.pop(k) for k in ("identification_probes", "identification_identities")
                       if k in identification}
@@ -151,7 +161,7 @@ def evaluate_verification(recipe: Recipe, manifest: Manifest, model: CheckpointM
     det = det_curve_png(out_dir / "det.png", scored.scores, scored.labels, summary=summary,
                         title=f"{model.meta.get('recipe', '')} on {path.name} ({scored.backend})")
     protocol = {"trials_file": str(path), **counts, "embedding": describe_embedding(model), **protocol,
-                **facts}
+                **facts, **intervals}
     if protocol_ident:
         protocol["identification"] = ("leave-one-out nearest centroid (cosine) among the identities of the "
                                       f"trial utterances: {protocol_ident['identification_probes']} probes, "
@@ -170,7 +180,9 @@ def evaluate_score_file(recipe: Recipe, workdir: Path, scores: Path, *, trials: 
     dataset = json.loads(dataset_json.read_text()) if dataset_json.exists() else {}
     source = "--trials" if trials else "evaluation.trials"
     path = trials_file(trials or recipe.evaluation.trials, source, workdir, dataset, required=False)
-    result = score_file(Path(scores), path, p_targets=recipe.evaluation.p_targets, det_png=out_dir / "det.png")
+    result = score_file(Path(scores), path, p_targets=recipe.evaluation.p_targets, det_png=out_dir / "det.png",
+                        with_trials=True)
+    per_trial = result.pop("per_trial")
     summary = {k: v for k, v in result.items() if k in _COUNTS or k.startswith(("eer", "min_dcf"))}
     metrics, counts = split_summary(summary)
     uses_trials = result["layout"] != "label score"  # `label score` lines name no trial
@@ -179,5 +191,43 @@ def evaluate_score_file(recipe: Recipe, workdir: Path, scores: Path, *, trials: 
     if uses_trials and path is not None:
         fingerprints["trials_sha256"] = result["trials_sha256"]
         protocol["trials_file"] = result["trials_file"]
+    found = _score_file_identities(Path(workdir), per_trial["enroll"], per_trial["test"])
+    if isinstance(found, str):
+        protocol["intervals"] = (f"absent: {found}; a trial-level bootstrap is not offered because trials "
+                                 "sharing a speaker are not independent, so it would be too narrow")
+    else:
+        enroll_ids, test_ids, manifest_sha256 = found
+        fingerprints["manifest_sha256"] = manifest_sha256
+        evidence.add_verification_intervals(metrics, protocol, per_trial["scores"], per_trial["labels"], enroll_ids,
+                                            test_ids, p_targets=recipe.evaluation.p_targets,
+                                            resamples=recipe.evaluation.bootstrap, seed=recipe.seed,
+                                            source=str(scores))
+        evidence.save_verification(out_dir, per_trial["scores"], per_trial["labels"], enroll_ids, test_ids,
+                                   evidence.trials_fingerprint(per_trial["labels"], per_trial["enroll"],
+                                                               per_trial["test"]))
     return {"backend": result["backend"], "metrics": metrics, "protocol": protocol,
             "fingerprints": fingerprints, "plots": {"det": "det.png"}}
+
+
+def _score_file_identities(workdir: Path, enroll: list[str] | None, test: list[str] | None):
+    """(enroll identities, test identities, manifest sha256) from the manifest of `workdir`, or why not.
+
+    An utterance is looked up as named, then without its extension (`id10270/x/00001.wav`)."""
+    import os
+
+    from xmd_cli.data.manifest import read_manifest
+
+    if enroll is None:
+        return "`label score` lines name no utterances, so their speakers are unknown"
+    if not (Path(workdir) / "manifest.jsonl").exists():
+        return f"{workdir} has no manifest.jsonl naming the utterances' speakers (pass -w of the prepared data)"
+    manifest = read_manifest(workdir)
+    label = {s.id: s.label for s in manifest.samples}
+    identities = []
+    for names in (enroll, test):
+        found = [label.get(name, label.get(os.path.splitext(name)[0])) for name in names]
+        if None in found:
+            missing = names[found.index(None)]
+            return f"utterance {missing!r} of the score file is not in {manifest.workdir}/manifest.jsonl"
+        identities.append(found)
+    return identities[0], identities[1], manifest.fingerprint
