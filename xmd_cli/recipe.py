@@ -21,6 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from xmd_cli.errors import XmdError
+from xmd_cli.io import write_text
 from xmd_cli.vocab import ADAPTER_NAMES, MODALITIES, REAL_TEACHERS, STUDENT_ARCHS, TASKS, TEACHER_KINDS
 
 # Keys that were renamed: old path -> new path. A recipe may still use the old key;
@@ -424,5 +425,6 @@ def dump_recipe(recipe: Recipe) -> str:
 def save_resolved(recipe: Recipe, path: Path) -> Path:
     """Every run saves the recipe it actually ran with, all defaults filled in."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"# resolved recipe written by xmd; rerun with --recipe {path.name}\n" + dump_recipe(recipe))
+    # Atomic: a run's state check reads this file back, so a kill must never leave half of it.
+    write_text(path, f"# resolved recipe written by xmd; rerun with --recipe {path.name}\n" + dump_recipe(recipe))
     return path
