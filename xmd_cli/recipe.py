@@ -328,8 +328,40 @@ def _decode(data: bytes, source: str) -> str:
                        "save the recipe as UTF-8, e.g. `iconv -f latin1 -t utf-8 in.yaml > out.yaml`") from None
 
 
+def _check_flow_depth(text: str, source: str) -> None:
+    """Refuse flow brackets ([ {) nested past MAX_DEPTH before PyYAML scans them.
+
+    PyYAML's scanner does work proportional to the open brackets at every token, so
+    thousands of nested brackets take seconds before any error; counting them here
+    is one pass. Brackets inside quotes and comments do not count.
+    """
+    depth, quote, line, previous = 0, "", 1, "\n"
+    in_comment = False
+    for char in text:
+        if char == "\n":
+            line, in_comment = line + 1, False
+        elif in_comment:
+            pass
+        elif quote:
+            if char == quote:
+                quote = ""
+        elif char in "'\"" and previous in " \t\n[{,:":  # a quoted scalar begins
+            quote = char
+        elif char == "#" and previous in " \t\n":
+            in_comment = True
+        elif char in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise XmdError(f"{source}:{line}: nested more than {MAX_DEPTH} levels deep; a recipe has at most "
+                               "a few levels: check the brackets")
+        elif char in "]}":
+            depth = max(0, depth - 1)
+        previous = char
+
+
 def parse_yaml(text: str, source: str) -> tuple[Any, yaml.Node | None]:
     """The value of one YAML document and its node graph, with alias expansion and depth bounded."""
+    _check_flow_depth(text, source)
     loader = _LineLoader(text)  # a SafeLoader subclass: no executable tags
     try:
         node = loader.get_single_node()
