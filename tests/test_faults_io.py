@@ -31,7 +31,7 @@ from xmd_cli.cli import app
 runner = CliRunner()
 CONTROL = ["--set", "teacher.kind=random", "--set", "teacher.control_dim=8", "--set", "teacher.shard_rows=8"]
 BILLION_LAUGHS = "".join(
-    [f'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n']
+    ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n']
     + [f"{b}: &{b} [{','.join([f'*{a}'] * 9)}]\n" for a, b in zip("abcdefgh", "bcdefghi")])
 
 

@@ -9,7 +9,6 @@ from torch import nn
 
 from xmd_cli.errors import XmdError
 
-
 SHOWN_IDS = 8  # sample ids a message lists before "and N more"
 
 
