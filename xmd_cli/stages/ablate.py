@@ -18,6 +18,7 @@ import yaml
 
 from xmd_cli.console import Output
 from xmd_cli.errors import XmdError
+from xmd_cli.io import ensure_writable
 from xmd_cli.plotting import pyplot, save_figure
 from xmd_cli.recipe import Recipe, deep_merge, load_recipe
 from xmd_cli.shards.fingerprint import Fingerprint
@@ -86,6 +87,7 @@ def run_ablate(recipe: Recipe, recipe_path: Path | None, overrides: list[str], w
     out = out or Output()
     workdir = Path(workdir)
     rows = build_rows(grid, sweeps)
+    ensure_writable(workdir / "ablations")  # the summary is written after hours of runs: refuse a bad disk now
     # The base recipe's hash keeps ablations with other settings (--set) from reusing these runs.
     tag = Fingerprint(recipe.model_dump(mode="json")).short[:6]
     task = recipe.evaluation.task

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from xmd_cli.console import Output
 from xmd_cli.data.manifest import read_manifest
 from xmd_cli.errors import XmdError
-from xmd_cli.io import write_text
+from xmd_cli.io import ensure_writable, write_text
 from xmd_cli.recipe import Recipe, save_resolved
 from xmd_cli.shards import ShardWriter, merge_index, store_dir
 from xmd_cli.teachers import SampleFailure, build_teacher, teacher_components
@@ -55,6 +55,7 @@ def run_extract(recipe: Recipe, workdir: Path, *, device: str = "auto", force: b
                 out: Output | None = None) -> dict:
     out = out or Output()
     workdir = Path(workdir)
+    ensure_writable(workdir / "teacher")  # before loading a teacher network (each rank: each may be elsewhere)
     if recipe.teacher.kind in CONTROL_TEACHERS:
         # A control teacher runs no network: it is derived from a real teacher's store.
         from xmd_cli.teachers.controls import run_control

@@ -18,6 +18,7 @@ from xmd_cli import __version__
 from xmd_cli.console import Output
 from xmd_cli.data.manifest import Manifest, read_manifest
 from xmd_cli.errors import XmdError
+from xmd_cli.io import ensure_writable
 from xmd_cli.models.distill import DistillationLoss
 from xmd_cli.recipe import Recipe, save_resolved
 from xmd_cli.training.distributed import init_distributed, shutdown
@@ -99,6 +100,7 @@ def claimed_run(run_dir: Path, recipe: Recipe, workdir: Path, context, *, resume
         error = None
         try:
             if context.is_main:
+                ensure_writable(run_dir)  # before building datasets and models
                 stack.enter_context(RunLock(run_dir, recipe.name))
             _check_run(run_dir, recipe, workdir, resume=resume, force=force, allow_recipe_change=allow_recipe_change)
         except XmdError as e:

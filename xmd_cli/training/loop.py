@@ -133,7 +133,7 @@ class Trainer:
             side = {k: to_device(v, device) for k, v in job.side_info(indices).items()}
             inputs, labels = to_device(inputs, device), to_device(labels, device)
             lengths = to_device(rest[0], device) if rest else None
-            terms, grad_norm = train_step(self, inputs, labels, side, lengths)
+            terms, grad_norm = train_step(self, inputs, labels, side, lengths, self._batch_ids(indices))
             self.global_step += 1
             self.step_in_epoch += 1
             clock["samples"] += labels.shape[0] * self.ctx.world
@@ -144,6 +144,11 @@ class Trainer:
             progress(f"epoch {self.epoch + 1}/{cfg.epochs}", self.step_in_epoch, self.sampler.steps_per_epoch, info)
             if cfg.checkpoint_every_steps and self.global_step % cfg.checkpoint_every_steps == 0:
                 self.save("last")
+
+    def _batch_ids(self, indices) -> list[str] | None:
+        """Sample ids of a batch (for messages), when the dataset keeps its samples."""
+        samples = getattr(self.job.train_set, "samples", None)
+        return [str(samples[i].id) for i in indices.tolist()] if samples is not None else None
 
     def _log_step(self, values: dict, grad_norm, rate: float) -> None:
         if self.global_step % self.job.config.log_every and self.step_in_epoch != self.sampler.steps_per_epoch:
