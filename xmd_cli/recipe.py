@@ -40,6 +40,26 @@ class PersonsConfig(Section):
     image_size: int = Field(128, ge=64, description="face image side in pixels")
     sample_rate: int = Field(16000, ge=8000, le=48000, description="audio sample rate in Hz")
     trials_per_identity: int = Field(40, ge=2, description="verification trials per test identity (half target)")
+    # The worlds of issue 13 (docs/synthetic-persons.md, "Worlds"): at these defaults the
+    # generation is byte for byte what it was before these fields existed.
+    population: Literal["students", "teacher-faces"] = Field(
+        "students", description="students: identities with face and voice, the student's splits and trials; "
+        "teacher-faces: a separate, larger population of face-only identities, disjoint from the students', "
+        "to train a face teacher on")
+    teacher_identities: int = Field(300, ge=2, description="teacher-faces: number of face-only identities")
+    teacher_per_identity: int = Field(4, ge=2, description="teacher-faces: face images per identity "
+                                      "(one of each is kept for validation)")
+    test_per_identity: int | None = Field(None, ge=2, description="samples per test identity (default: "
+                                          "per_identity), so training identities can have few utterances "
+                                          "while test identities keep enough for trials")
+    voice_shared_strength: float = Field(1.0, ge=0, le=1, description="how audible the shared attributes "
+                                         "(gender, age, extra_shared) are in the voice: 1 as designed, 0 not at "
+                                         "all; the face is unchanged")
+    extra_shared: int = Field(0, ge=0, le=3, description="shared attributes beyond gender and age, shaping both "
+                              "face and voice: the first N of build, lineage, vigour")
+    recording_factor: float = Field(0.0, ge=0, le=1, description="strength of a per-recording factor (arousal) "
+                                    "seen in both the face (smile, chin) and the utterance (pitch, rate, range) "
+                                    "of the same sample; 0: none")
 
 
 class CaptionsConfig(Section):
