@@ -75,6 +75,21 @@ class CaptionsConfig(Section):
     test_fraction: float = Field(0.25, ge=0, lt=1, description="share of each class kept for test")
     degraded_fraction: float = Field(0.2, ge=0, le=1, description="share of images that are blurred, dark or noisy")
     image_size: int = Field(64, ge=32, description="image side in pixels")
+    # Composition and a long tail (docs/synthetic-captions.md, "Worlds"): at these defaults
+    # the generation is byte for byte what it was before these fields existed.
+    class_attributes: list[Literal["size", "colour", "texture", "shape"]] = Field(
+        default_factory=lambda: ["shape"], description="attributes whose combination is the class; must "
+        "include shape (e.g. [colour, shape]: classes like red-circle); the others vary per image")
+    values_per_attribute: int | None = Field(None, ge=2, description="composed classes: the first N values of "
+                                             "each class attribute other than shape (shape: `classes`); "
+                                             "default all")
+    held_out_combinations: int = Field(0, ge=0, description="composed classes kept out of training: all their "
+                                       "images are test images (info.group held-out), and each of their "
+                                       "attribute values is still seen in training, in other classes")
+    tail_classes: int = Field(0, ge=0, description="classes of the long tail: they keep only 1 to "
+                              "tail_train_max training images (info.group tail); validation and test as the rest")
+    tail_train_max: int = Field(3, ge=1, description="tail class k (in class order) keeps 1 + k mod this "
+                                "many training images")
 
 
 Adapter = Literal["voxceleb", "kaldi", "imagefolder", "table", "synthetic-persons", "synthetic-captions"]

@@ -226,7 +226,8 @@ def to_sample(p: Planned) -> Sample:
                    if k in ("yaw", "pitch", "roll_deg", "scale", "light", "brightness", "smile")})
     strip = (lambda d: None if d is None else {k: v for k, v in d.items() if k != "seed"})
     if p.speech is None:  # a face-only sample (teacher-faces): no voice, nothing said of one
-        info = {"attributes": p.identity.attributes, "traits": {"face": p.identity.traits["face"]},
+        attributes = {k: v for k, v in p.identity.attributes.items() if k != "voice_only"}
+        info = {"attributes": attributes, "traits": {"face": p.identity.traits["face"]},
                 "jitter": {"face": shot}, "degradation": {"face": strip(p.face_degradation)}}
     else:
         info = {"attributes": p.identity.attributes, "traits": p.identity.traits,
