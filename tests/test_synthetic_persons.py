@@ -416,7 +416,7 @@ def probed_voices(tmp_path_factory):
 @pytest.fixture(scope="module")
 def probed_faces(tmp_path_factory):
     root = tmp_path_factory.mktemp("probe-faces") / "data"
-    out = read(faces_config(root, teacher_identities=60, extra_shared=1), root.parent)
+    out = read(faces_config(root, teacher_identities=100, extra_shared=1), root.parent)
     return out.samples, np.stack([face_features(root / s.images[0]) for s in out.samples])
 
 

@@ -195,7 +195,7 @@ def _extra_face(spec: FaceSpec, signs: dict[str, int]) -> FaceSpec:
     """The face side of the extra shared attributes (+-1 each): large enough for a crude probe."""
     if "build" in signs:  # a heavier build: a wider, squarer head and a broader nose
         b = signs["build"]
-        spec = replace(spec, head_w=spec.head_w * (1 + 0.07 * b), jaw=spec.jaw + 0.3 * b,
+        spec = replace(spec, head_w=spec.head_w * (1 + 0.1 * b), jaw=spec.jaw + 0.4 * b,
                        nose_w=spec.nose_w * (1 + 0.1 * b), ear_size=spec.ear_size * (1 + 0.06 * b))
     if "lineage" in signs:  # inherited proportions: nose length, lips, eye size and height
         g = signs["lineage"]
@@ -212,15 +212,15 @@ def _extra_voice(spec: VoiceSpec, signs: dict[str, int], strength: float) -> Voi
     """The voice side of the extra shared attributes, scaled by the voice strength."""
     if "build" in signs:  # a larger body: a longer vocal tract (lower formants), a lower voice
         b = signs["build"] * strength
-        spec = replace(spec, formants=(100,) + tuple(int(round(f * (1 - 0.05 * b))) for f in spec.formants[1:]),
-                       pitch_base_hz=int(round(spec.pitch_base_hz * (1 - 0.08 * b))),
-                       pitch_top_hz=int(round(spec.pitch_top_hz * (1 - 0.08 * b))))
+        spec = replace(spec, formants=(100,) + tuple(int(round(f * (1 - 0.09 * b))) for f in spec.formants[1:]),
+                       pitch_base_hz=int(round(spec.pitch_base_hz * (1 - 0.15 * b))),
+                       pitch_top_hz=int(round(spec.pitch_top_hz * (1 - 0.15 * b))))
     if "lineage" in signs:  # tract shape: the upper formants move, the lower ones stay
         g = signs["lineage"] * strength
-        spec = replace(spec, formants=tuple(int(round(f * (1 + 0.07 * g))) if k >= 3 else f
+        spec = replace(spec, formants=tuple(int(round(f * (1 + 0.1 * g))) if k >= 3 else f
                                             for k, f in enumerate(spec.formants)))
     if "vigour" in signs:  # faster, livelier speech
         v = signs["vigour"] * strength
-        spec = replace(spec, rate_wpm=int(round(spec.rate_wpm * (1 + 0.1 * v))),
-                       pitch_range=int(np.clip(spec.pitch_range + 12 * v, 0, 100)))
+        spec = replace(spec, rate_wpm=int(round(spec.rate_wpm * (1 + 0.15 * v))),
+                       pitch_range=int(np.clip(spec.pitch_range + 15 * v, 0, 100)))
     return spec
