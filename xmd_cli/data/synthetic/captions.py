@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import replace
 from itertools import product
 from pathlib import Path
 from typing import Callable
