@@ -20,8 +20,8 @@ import json
 import multiprocessing
 import os
 import shutil
-from contextlib import nullcontext
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
