@@ -49,6 +49,26 @@ class PersonsConfig(Section):
     image_size: int = Field(128, ge=64, description="face image side in pixels")
     sample_rate: int = Field(16000, ge=8000, le=48000, description="audio sample rate in Hz")
     trials_per_identity: int = Field(40, ge=2, description="verification trials per test identity (half target)")
+    # The worlds of issue 13 (docs/synthetic-persons.md, "Worlds"): at these defaults the
+    # generation is byte for byte what it was before these fields existed.
+    population: Literal["students", "teacher-faces"] = Field(
+        "students", description="students: identities with face and voice, the student's splits and trials; "
+        "teacher-faces: a separate, larger population of face-only identities, disjoint from the students', "
+        "to train a face teacher on")
+    teacher_identities: int = Field(300, ge=2, description="teacher-faces: number of face-only identities")
+    teacher_per_identity: int = Field(4, ge=2, description="teacher-faces: face images per identity "
+                                      "(one of each is kept for validation)")
+    test_per_identity: int | None = Field(None, ge=2, description="samples per test identity (default: "
+                                          "per_identity), so training identities can have few utterances "
+                                          "while test identities keep enough for trials")
+    voice_shared_strength: float = Field(1.0, ge=0, le=1, description="how audible the shared attributes "
+                                         "(gender, age, extra_shared) are in the voice: 1 as designed, 0 not at "
+                                         "all; the face is unchanged")
+    extra_shared: int = Field(0, ge=0, le=3, description="shared attributes beyond gender and age, shaping both "
+                              "face and voice: the first N of build, lineage, vigour")
+    recording_factor: float = Field(0.0, ge=0, le=1, description="strength of a per-recording factor (arousal) "
+                                    "seen in both the face (smile, chin) and the utterance (pitch, rate, range) "
+                                    "of the same sample; 0: none")
 
 
 class CaptionsConfig(Section):
@@ -64,6 +84,21 @@ class CaptionsConfig(Section):
     test_fraction: float = Field(0.25, ge=0, lt=1, description="share of each class kept for test")
     degraded_fraction: float = Field(0.2, ge=0, le=1, description="share of images that are blurred, dark or noisy")
     image_size: int = Field(64, ge=32, description="image side in pixels")
+    # Composition and a long tail (docs/synthetic-captions.md, "Worlds"): at these defaults
+    # the generation is byte for byte what it was before these fields existed.
+    class_attributes: list[Literal["size", "colour", "texture", "shape"]] = Field(
+        default_factory=lambda: ["shape"], description="attributes whose combination is the class; must "
+        "include shape (e.g. [colour, shape]: classes like red-circle); the others vary per image")
+    values_per_attribute: int | None = Field(None, ge=2, description="composed classes: the first N values of "
+                                             "each class attribute other than shape (shape: `classes`); "
+                                             "default all")
+    held_out_combinations: int = Field(0, ge=0, description="composed classes kept out of training: all their "
+                                       "images are test images (info.group held-out), and each of their "
+                                       "attribute values is still seen in training, in other classes")
+    tail_classes: int = Field(0, ge=0, description="classes of the long tail: they keep only 1 to "
+                              "tail_train_max training images (info.group tail); validation and test as the rest")
+    tail_train_max: int = Field(3, ge=1, description="tail class k (in class order) keeps 1 + k mod this "
+                                "many training images")
 
 
 class DataConfig(Section):
