@@ -3,12 +3,14 @@
 import csv
 import json
 
+import numpy as np
 import pytest
 import yaml
 from typer.testing import CliRunner
 
 from xmd_cli.cli import app
 from xmd_cli.errors import XmdError
+from xmd_cli.metrics.ablation import seed_paired
 from xmd_cli.recipe import load_recipe
 from xmd_cli.stages.ablate import PAPER_GRID, build_rows, overrides_for_rows, parse_sweep, row_keys
 
@@ -62,6 +64,32 @@ def test_a_row_wins_over_set_on_the_keys_it_sets():
     assert any("margin=0.3" in n and "hard-cosine" in n and "applies to none, full" in n for n in notes)
     with pytest.raises(XmdError, match="whole section method.qaw"):
         overrides_for_rows(rows, ["method.qaw={enabled: false}"])
+
+
+def _run(correct, fingerprint="f"):
+    return {"kind": "classification", "fingerprint": fingerprint, "correct": np.asarray(correct, dtype=bool),
+            "classes": np.arange(len(correct)) % 4}
+
+
+def test_the_difference_to_none_varies_seeds_and_samples_together():
+    rng = np.random.default_rng(0)
+    base = rng.random(400) < 0.5
+    good, bad = base | (rng.random(400) < 0.6), base & (rng.random(400) < 0.4)
+    sources = {"none": ["n0", "n1"], "steady": ["s0", "s1"], "seedy": ["f0", "f1"]}
+    result = seed_paired({"none": [_run(base), _run(base)], "steady": [_run(good), _run(good)],
+                          "seedy": [_run(good), _run(bad)]}, "none", sources=sources, resamples=500)
+    steady, seedy = result["steady"]["top1"], result["seedy"]["top1"]
+    assert steady["verdict"] == "better" and steady["seeds"] == 2
+    # One seed far better than none and one far worse: the mean is near 0, and the interval spans most of
+    # the seeds' own differences, which a bootstrap over samples alone (seed 0 and 1 fixed) would not show.
+    per_seed = [good.mean() - base.mean(), bad.mean() - base.mean()]
+    assert seedy["difference"] == pytest.approx(np.mean(per_seed))
+    assert seedy["verdict"] == "not resolved" and seedy["ci_high"] - seedy["ci_low"] > 0.8 * (per_seed[0] - per_seed[1])
+    with pytest.raises(XmdError, match="f1 and n0 were evaluated on different trials"):
+        seed_paired({"none": [_run(base), _run(base)], "seedy": [_run(good), _run(bad, "g")]}, "none",
+                    sources=sources, resamples=50)
+    with pytest.raises(XmdError, match="paired seed by seed"):
+        seed_paired({"none": [_run(base), _run(base)], "seedy": [_run(good)]}, "none", sources=sources)
 
 
 @pytest.mark.slow

@@ -183,8 +183,9 @@ def run_ablate(recipe: Recipe, recipe_path: Path | None, overrides: list[str], w
             results.append({"row": row, "seed": seed, "run": name, **resolved_settings(run, all_keys),
                             **_flat_metrics(report.get("metrics", {}))})
             out.note(f"{row} seed {seed}: {HEADLINE[task]} {results[-1].get(HEADLINE[task])}")
-    paired = _paired(reports, recipe, seeds)
-    return _write(results, paired, workdir / "ablations" / f"{recipe.name}-{grid}-{tag}", task, seeds, notes, out)
+    paired, missing = _paired(reports, recipe)
+    return _write(results, paired, missing, workdir / "ablations" / f"{recipe.name}-{grid}-{tag}", task, seeds,
+                  notes, out)
 
 
 def _run_one(run: Recipe, row: str, workdir: Path, task: str, device: str, out: Output) -> dict:
@@ -204,14 +205,16 @@ def _run_one(run: Recipe, row: str, workdir: Path, task: str, device: str, out: 
                         out=Output(verbosity=0))
 
 
-def _paired(reports: dict[str, list[Path]], recipe: Recipe, seeds: int) -> dict:
-    """Every row against `none` (metrics.ablation.seed_paired), or {} when the reports kept no per-trial scores."""
+def _paired(reports: dict[str, list[Path]], recipe: Recipe) -> tuple[dict, str]:
+    """(every row against `none` (metrics.ablation.seed_paired), why there is none when it is empty)."""
+    if recipe.evaluation.bootstrap == 0:
+        return {}, "intervals off (evaluation.bootstrap = 0)"
     evidence = {row: [load_evidence(path) for path in paths] for row, paths in reports.items()}
     if REFERENCE not in evidence or any(e is None for runs in evidence.values() for e in runs):
-        return {}
-    resamples = recipe.evaluation.bootstrap or 1000
-    return seed_paired(evidence, REFERENCE, sources={row: [str(p) for p in paths] for row, paths in reports.items()},
-                       p_targets=recipe.evaluation.p_targets, resamples=resamples, seed=0)
+        return {}, "no per-trial scores"
+    sources = {row: [str(p) for p in paths] for row, paths in reports.items()}
+    return seed_paired(evidence, REFERENCE, sources=sources, p_targets=recipe.evaluation.p_targets,
+                       resamples=recipe.evaluation.bootstrap, seed=0), ""
 
 
 def _flat_metrics(metrics: dict) -> dict:
@@ -227,19 +230,19 @@ def _cell(summary: dict, metric: str) -> str:
     return f"{summary[metric][0]:.4f} ± {summary[metric][1]:.4f}" if metric in summary else "-"
 
 
-def _difference_cells(paired: dict, row: str, metric: str) -> tuple[str, str]:
+def _difference_cells(paired: dict, row: str, metric: str, missing: str) -> tuple[str, str]:
     """(`-0.0210 [-0.0400, -0.0050]`, verdict) of the row against none; the reference row gets 'reference'."""
     if row == REFERENCE:
         return "0", "reference"
     entry = paired.get(row, {}).get(metric)
     if entry is None:
-        return "-", "no per-trial scores"
+        return "-", missing or f"no paired {metric}"
     interval = "" if entry["ci_low"] is None else f" [{entry['ci_low']:+.4f}, {entry['ci_high']:+.4f}]"
     return f"{entry['difference']:+.4f}{interval}", entry["verdict"]
 
 
-def _write(results: list[dict], paired: dict, directory: Path, task: str, seeds: int, notes: list[str],
-           out: Output) -> dict:
+def _write(results: list[dict], paired: dict, missing: str, directory: Path, task: str, seeds: int,
+           notes: list[str], out: Output) -> dict:
     directory.mkdir(parents=True, exist_ok=True)
     # Settings are recipe key paths (method.feature.margin); metric names (min_dcf@0.01) start with no section.
     settings = list(dict.fromkeys(k for r in results for k in r if k.split(".")[0] in Recipe.model_fields))
@@ -256,7 +259,7 @@ def _write(results: list[dict], paired: dict, directory: Path, task: str, seeds:
     headline = HEADLINE[task]
     shown = [m for m in metrics if m in (headline, "min_dcf@0.01", "top5")] or metrics[:3]
     delta = f"{headline} - {REFERENCE} (95 % CI)"
-    table = [(row, *[_cell(summary[row], m) for m in shown], *_difference_cells(paired, row, headline))
+    table = [(row, *[_cell(summary[row], m) for m in shown], *_difference_cells(paired, row, headline, missing))
              for row in order]
     columns = ("row", *shown, delta, "verdict")
     note = (f"mean ± std over {seeds} seed(s) (0..{seeds - 1}; population std); task {task}; "
@@ -270,7 +273,7 @@ def _write(results: list[dict], paired: dict, directory: Path, task: str, seeds:
     _plot(summary, order, headline, directory / "summary.png", f"mean ± std over {seeds} seed(s); task {task}")
     out.table(f"ablation ({note})", table, columns)
     return {"directory": str(directory), "summary": summary, "paired": paired, "against": REFERENCE,
-            "verdicts": {row: _difference_cells(paired, row, headline)[1] for row in order},
+            "verdicts": {row: _difference_cells(paired, row, headline, missing)[1] for row in order},
             "runs": len(results), "task": task, "notes": notes}
 
 
