@@ -266,6 +266,9 @@ class TrainingConfig(Section):
     train_fraction: float = Field(1.0, gt=0, le=1, description="train on this share of each class's "
                                   "training samples (seeded): the papers' little-data setting")
     tensorboard: bool = Field(False, description="also log to TensorBoard (needs the tensorboard package)")
+    validation_trials: str | None = Field(None, description="open-set validation (validation identities unseen "
+                                          "in training): a trial list of the work directory or a file over "
+                                          "validation samples; default: pairs generated over the validation split")
 
 
 class EvaluationConfig(Section):

@@ -62,6 +62,8 @@ class Trainer:
             self.optimizer, warmup_cosine(cfg.warmup_steps, self.total_steps, cfg.min_lr_ratio))
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
         self.best: float | None = None
+        # What `best` is chosen by: the validation EER when validating open-set, else accuracy.
+        self.selection = "val/eer" if job.val_trials is not None else "val/accuracy"
         self.checkpoints = job.run_dir / "checkpoints"
         self.metrics_path = job.run_dir / "metrics.jsonl"
         self.net = self._parallel() if context.active else self.model
@@ -84,8 +86,12 @@ class Trainer:
     def save(self, name: str) -> None:
         if self.ctx.is_main:
             meta = {**self.job.meta, "epoch": self.epoch, "global_step": self.global_step,
-                    "best_val_accuracy": self.best}
+                    self._best_key: self.best}
             save_checkpoint(self.checkpoints / name, self.model, trainer_state(self), meta)
+
+    @property
+    def _best_key(self) -> str:
+        return "best_" + self.selection.replace("/", "_")  # best_val_accuracy or best_val_eer
 
     def resume(self) -> bool:
         """Continue from checkpoints/last if it exists; returns whether it did."""
@@ -118,7 +124,7 @@ class Trainer:
                 self._run_epoch(progress, clock)
                 self._end_epoch()
         self.metrics.close()
-        return {"steps": self.global_step, "epochs": cfg.epochs, "best_val_accuracy": self.best,
+        return {"steps": self.global_step, "epochs": cfg.epochs, self._best_key: self.best,
                 "run_dir": str(job.run_dir), "checkpoint": str(self.checkpoints / "best")}
 
     def _run_epoch(self, progress, clock: dict) -> None:
@@ -166,15 +172,16 @@ class Trainer:
         if validation:
             self.log({"step": self.global_step, "epoch": finished, **validation})
             self.out.note(f"epoch {finished + 1}: " + ", ".join(f"{k} {v:.4f}" for k, v in validation.items()))
-        accuracy = validation.get("val/accuracy") if validation else None
+        value = validation.get(self.selection) if validation else None
         cfg = self.job.config
-        names, self.best = epoch_checkpoints(self.epoch, cfg.epochs, cfg.checkpoint_every, accuracy, self.best)
+        names, self.best = epoch_checkpoints(self.epoch, cfg.epochs, cfg.checkpoint_every, value, self.best,
+                                             lower_is_better=self.selection == "val/eer")
         for name in names:
             self.save(name)
         self.ctx.barrier()
 
     def validate(self) -> dict:
-        """Closed-set accuracy and classification loss of the student on the validation split."""
+        """Closed-set accuracy and loss, or open-set EER, of the student on the validation split."""
         job = self.job
         if job.val_set is None or len(job.val_set) == 0 or not self.ctx.is_main:
             return {}
