@@ -30,26 +30,51 @@ def _check(scores, labels) -> tuple[np.ndarray, np.ndarray]:
 
 
 def true_class_rank(scores, labels) -> np.ndarray:
-    """0-based rank of each sample's true class: how many other classes score >= it."""
+    """0-based rank of each sample's true class: how many other classes score >= it.
+
+    Examples
+    --------
+    >>> true_class_rank([[0.1, 0.9], [0.5, 0.5]], [1, 0]).tolist()  # a tie counts against
+    [0, 1]
+    """
     scores, labels = _check(scores, labels)
     true_score = scores[np.arange(labels.size), labels][:, None]
     return (scores >= true_score).sum(axis=1) - 1
 
 
 def top_k_accuracy(scores, labels, k: int = 1) -> float:
-    """Share of samples whose true class is among the k best (ties count against)."""
+    """Share of samples whose true class is among the k best (ties count against).
+
+    Examples
+    --------
+    >>> scores = [[0.1, 0.9], [0.5, 0.5]]
+    >>> top_k_accuracy(scores, [1, 0]), top_k_accuracy(scores, [1, 0], k=2)
+    (0.5, 1.0)
+    """
     if k < 1:
         raise XmdError(f"top-k needs k >= 1, got {k}")
     return float((true_class_rank(scores, labels) < k).mean())
 
 
 def predictions(scores) -> np.ndarray:
-    """The best class of each row (the lowest index among tied maxima)."""
+    """The best class of each row (the lowest index among tied maxima).
+
+    Examples
+    --------
+    >>> predictions([[0.1, 0.9], [0.5, 0.5]]).tolist()
+    [1, 0]
+    """
     return np.asarray(scores).argmax(axis=1)
 
 
 def confusion_matrix(labels, predicted, n_classes: int) -> np.ndarray:
-    """counts[true, predicted], n_classes x n_classes."""
+    """counts[true, predicted], n_classes x n_classes.
+
+    Examples
+    --------
+    >>> confusion_matrix([0, 1, 1], [0, 1, 0], n_classes=2).tolist()
+    [[1, 0], [1, 1]]
+    """
     labels = np.asarray(labels, dtype=np.int64)
     predicted = np.asarray(predicted, dtype=np.int64)
     return np.bincount(labels * n_classes + predicted, minlength=n_classes * n_classes) \
@@ -57,7 +82,13 @@ def confusion_matrix(labels, predicted, n_classes: int) -> np.ndarray:
 
 
 def per_class_accuracy(matrix: np.ndarray) -> np.ndarray:
-    """Recall of each class from a confusion matrix; NaN for a class with no samples."""
+    """Recall of each class from a confusion matrix; NaN for a class with no samples.
+
+    Examples
+    --------
+    >>> per_class_accuracy(np.array([[1, 0, 0], [1, 1, 0], [0, 0, 0]])).tolist()
+    [1.0, 0.5, nan]
+    """
     totals = matrix.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(totals > 0, np.diag(matrix) / totals, np.nan)
@@ -71,6 +102,15 @@ def classification_summary(scores, labels, class_names: list[str] | None = None,
     count; top-k with k >= classes is always 1), mean_per_class_accuracy (balanced
     accuracy over classes that have samples), per_class {name: accuracy or None},
     confusion [[...]] (rows true, columns the argmax prediction), class_names.
+
+    Examples
+    --------
+    >>> scores = [[0.9, 0.1, 0.0], [0.2, 0.7, 0.1], [0.6, 0.3, 0.1]]
+    >>> summary = classification_summary(scores, [0, 1, 1], ["cat", "dog", "owl"], ks=(1, 2))
+    >>> round(summary["top1"], 4), summary["top2"], summary["mean_per_class_accuracy"]
+    (0.6667, 1.0, 0.75)
+    >>> summary["per_class"], summary["confusion"]
+    ({'cat': 1.0, 'dog': 0.5, 'owl': None}, [[1, 0, 0], [1, 1, 0], [0, 0, 0]])
     """
     scores, labels = _check(scores, labels)
     n_classes = scores.shape[1]

@@ -27,7 +27,14 @@ from xmd_cli.errors import XmdError
 
 @dataclass(frozen=True)
 class OperatingPoints:
-    """Every operating point of a score set, in ascending threshold order."""
+    """Every operating point of a score set, in ascending threshold order.
+
+    Examples
+    --------
+    >>> points = operating_points([0.1, 0.2, 0.2, 0.9], [0, 1, 0, 1])
+    >>> points.thresholds.tolist(), points.p_miss.tolist(), points.p_fa.tolist()
+    ([-inf, 0.1, 0.2, 0.9], [0.0, 0.0, 0.5, 1.0], [1.0, 0.5, 0.0, 0.0])
+    """
 
     thresholds: np.ndarray  # accept scores > threshold; the first is -inf (accept all)
     p_miss: np.ndarray  # non-decreasing, from 0 to 1
@@ -37,7 +44,18 @@ class OperatingPoints:
 
 
 def check_scores(scores, labels, *, source: str = "scores") -> tuple[np.ndarray, np.ndarray]:
-    """Scores as float64 and labels as bool, or an XmdError saying what is wrong with `source`."""
+    """Scores as float64 and labels as bool, or an XmdError saying what is wrong with `source`.
+
+    Examples
+    --------
+    >>> scores, labels = check_scores([1, 0.5], [1, 0])
+    >>> scores.dtype.name, labels.tolist()
+    ('float64', [True, False])
+    >>> check_scores([0.3, 0.4], [1, 1], source="demo.txt")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    xmd_cli.errors.XmdError: demo.txt: all 2 trials are target trials; EER and minDCF need both ...
+    """
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
     labels = np.asarray(labels).reshape(-1)
     if scores.shape != labels.shape:
@@ -63,7 +81,14 @@ def check_scores(scores, labels, *, source: str = "scores") -> tuple[np.ndarray,
 
 
 def operating_points(scores, labels, *, source: str = "scores") -> OperatingPoints:
-    """P_miss and P_fa at every distinct threshold, from one sort of the scores."""
+    """P_miss and P_fa at every distinct threshold, from one sort of the scores.
+
+    Tied scores share one operating point (here the two 0.2 scores):
+
+    >>> points = operating_points([0.9, 0.2, 0.1, 0.2], [1, 1, 0, 0])
+    >>> points.thresholds.tolist(), points.n_target, points.n_nontarget
+    ([-inf, 0.1, 0.2, 0.9], 2, 2)
+    """
     scores, labels = check_scores(scores, labels, source=source)
     # Order within a run of equal scores does not matter: runs are taken whole.
     order = np.argsort(scores)
@@ -76,6 +101,15 @@ def points_from_sorted(sorted_scores: np.ndarray, sorted_labels: np.ndarray,
 
     Weights let a bootstrap resample reuse one sort: a resample only changes how
     often each trial counts. n_target/n_nontarget are then the weighted totals.
+
+    Examples
+    --------
+    >>> scores, labels = np.array([0.1, 0.2, 0.3]), np.array([False, True, True])
+    >>> points_from_sorted(scores, labels).p_miss.tolist()
+    [0.0, 0.0, 0.5, 1.0]
+    >>> weighted = points_from_sorted(scores, labels, weights=np.array([1, 3, 1]))
+    >>> weighted.p_miss.tolist(), weighted.n_target
+    ([0.0, 0.0, 0.75, 1.0], 4)
     """
     if weights is None:
         targets_below = np.cumsum(sorted_labels, dtype=np.int64)
@@ -98,7 +132,15 @@ def points_from_sorted(sorted_scores: np.ndarray, sorted_labels: np.ndarray,
 
 
 def eer_from_points(points: OperatingPoints) -> tuple[float, float]:
-    """(EER, threshold) as defined in the module docstring."""
+    """(EER, threshold) as defined in the module docstring.
+
+    Examples
+    --------
+    >>> points = operating_points([0.1, 0.2, 0.3, 0.4, 0.5, 0.6], [0, 0, 1, 0, 1, 1])
+    >>> value, threshold = eer_from_points(points)
+    >>> round(value, 4), threshold
+    (0.3333, 0.3)
+    """
     gap = points.p_fa - points.p_miss  # decreasing (strictly, unless a weight is 0)
     # First point with P_fa < P_miss; the crossing is it or the one before it.
     after = int(np.searchsorted(-gap, 0.0, side="right"))
@@ -109,7 +151,14 @@ def eer_from_points(points: OperatingPoints) -> tuple[float, float]:
 
 def min_dcf_from_points(points: OperatingPoints, p_target: float, *, c_miss: float = 1.0,
                         c_fa: float = 1.0) -> dict:
-    """{"normalised", "raw", "threshold"} of the minimum detection cost at `p_target`."""
+    """{"normalised", "raw", "threshold"} of the minimum detection cost at `p_target`.
+
+    Examples
+    --------
+    >>> points = operating_points([0.1, 0.2, 0.3, 0.4, 0.5, 0.6], [0, 0, 1, 0, 1, 1])
+    >>> {k: round(v, 4) for k, v in min_dcf_from_points(points, 0.5).items()}
+    {'normalised': 0.3333, 'raw': 0.1667, 'threshold': 0.2}
+    """
     if not 0 < p_target < 1:
         raise XmdError(f"p_target must be between 0 and 1, got {p_target}")
     cost = c_miss * p_target * points.p_miss + c_fa * (1 - p_target) * points.p_fa
@@ -120,13 +169,28 @@ def min_dcf_from_points(points: OperatingPoints, p_target: float, *, c_miss: flo
 
 
 def eer(scores, labels) -> float:
-    """Equal error rate (a fraction, not a percentage)."""
+    """Equal error rate (a fraction, not a percentage).
+
+    Examples
+    --------
+    >>> round(eer([0.1, 0.2, 0.3, 0.4, 0.5, 0.6], [0, 0, 1, 0, 1, 1]), 4)
+    0.3333
+    >>> eer([0.1, 0.2, 0.8, 0.9], [0, 0, 1, 1])  # perfectly separated
+    0.0
+    """
     return eer_from_points(operating_points(scores, labels))[0]
 
 
 def min_dcf(scores, labels, p_target: float = 0.01, *, c_miss: float = 1.0, c_fa: float = 1.0,
             normalised: bool = True) -> float:
-    """Minimum detection cost; `normalised=False` gives speechbrain's raw value."""
+    """Minimum detection cost; `normalised=False` gives speechbrain's raw value.
+
+    Examples
+    --------
+    >>> scores, labels = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6], [0, 0, 1, 0, 1, 1]
+    >>> round(min_dcf(scores, labels, 0.5), 4), round(min_dcf(scores, labels, 0.5, normalised=False), 4)
+    (0.3333, 0.1667)
+    """
     result = min_dcf_from_points(operating_points(scores, labels), p_target, c_miss=c_miss, c_fa=c_fa)
     return result["normalised" if normalised else "raw"]
 
@@ -137,6 +201,12 @@ def roc_auc_from_points(points: OperatingPoints) -> float:
     Over all distinct-score operating points this equals the Mann-Whitney statistic
     P(target score > non-target score) + 0.5 * P(equal), which is what sklearn's
     `roc_auc_score` computes.
+
+    Examples
+    --------
+    >>> points = operating_points([0.1, 0.2, 0.3, 0.4, 0.5, 0.6], [0, 0, 1, 0, 1, 1])
+    >>> round(roc_auc_from_points(points), 4)  # 8 of the 9 target/non-target pairs are ordered right
+    0.8889
     """
     hit = 1.0 - points.p_miss
     # Points run from (1, 1) to (0, 0): reverse so that P_fa increases.
@@ -149,6 +219,12 @@ def verification_summary(scores, labels, *, p_targets=(0.01, 0.05), c_miss: floa
 
     Keys: n_trials, n_target, n_nontarget, eer, eer_threshold, and for each p in
     `p_targets` min_dcf@p (normalised), min_dcf_raw@p and min_dcf_threshold@p.
+
+    Examples
+    --------
+    >>> summary = verification_summary([0.1, 0.2, 0.3, 0.4, 0.5, 0.6], [0, 0, 1, 0, 1, 1], p_targets=(0.5,))
+    >>> summary["n_trials"], round(summary["eer"], 4), summary["eer_threshold"], round(summary["min_dcf@0.5"], 4)
+    (6, 0.3333, 0.3, 0.3333)
     """
     points = operating_points(scores, labels, source=source)
     value, threshold = eer_from_points(points)
