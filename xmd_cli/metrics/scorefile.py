@@ -126,7 +126,17 @@ def _first_repeat(keys: list[tuple[str, str]]) -> tuple[int, int]:
 def read_trial_labels(path: Path) -> tuple[dict[tuple[str, str], int], np.ndarray, np.ndarray]:
     """({(enroll, test): index}, labels, line numbers) of a VoxCeleb or Kaldi trial list.
 
-    The first line decides the format: a first field of 1 or 0 means VoxCeleb."""
+    The first line decides the format: a first field of 1 or 0 means VoxCeleb.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "trials.txt"
+    >>> _ = path.write_text("# VoxCeleb layout\\n1 s1/a s1/b\\n0 s1/a s2/c\\n")
+    >>> index, labels, lines = read_trial_labels(path)
+    >>> index, labels.tolist(), lines.tolist()
+    ({('s1/a', 's1/b'): 0, ('s1/a', 's2/c'): 1}, [True, False], [2, 3])
+    """
     numbers, columns = _columns(path, "trial list")
     if not columns:
         raise XmdError(f"{path}: the trial list is empty")
@@ -152,7 +162,20 @@ def read_scores(scores_path: Path, trials_path: Path | None = None, *, with_name
 
     `with_names` adds (enroll names, test names), None for `label score` lines, and
     puts the trials in the trial list's order when there is one (the bootstrap and
-    `--compare` pair trials by position)."""
+    `--compare` pair trials by position).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> _ = (folder / "trials.txt").write_text("s1/a s1/b target\\ns1/a s2/c nontarget\\n")
+    >>> _ = (folder / "scores.txt").write_text("s1/a s2/c -0.25\\ns1/a s1/b 0.75\\n")
+    >>> scores, labels, layout = read_scores(folder / "scores.txt", folder / "trials.txt")
+    >>> scores.tolist(), labels.tolist(), layout
+    ([-0.25, 0.75], [False, True], 'enroll test score')
+    >>> read_scores(folder / "scores.txt", folder / "trials.txt", with_names=True)[0].tolist()  # list order
+    [0.75, -0.25]
+    """
     scores_path = Path(scores_path)
     numbers, columns = _columns(scores_path, "score file")
     if not columns:
@@ -216,6 +239,15 @@ def score_file(scores_path: Path, trials_path: Path | None = None, *, p_targets=
     scores were made elsewhere), layout, the files and their sha256. With
     `det_png`, also draws the DET curve there. `with_trials` adds "per_trial":
     {scores, labels, enroll, test} (arrays, not JSON; see `read_scores(with_names=True)`).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "scores.txt"
+    >>> _ = path.write_text("1 0.9\\n0 0.2\\n1 0.4\\n0 0.5\\n")
+    >>> result = score_file(path, p_targets=(0.05,))
+    >>> result["backend"], result["layout"], result["n_trials"], result["eer"]
+    ('score-file', 'label score', 4, 0.5)
     """
     scores, labels, layout, enroll, test = read_scores(Path(scores_path), trials_path, with_names=True)
     summary = verification_summary(scores, labels, p_targets=p_targets, c_miss=c_miss, c_fa=c_fa,

@@ -31,13 +31,28 @@ _CHUNK = 65536  # trials or embeddings scored at once: bounds memory at any list
 
 @dataclass
 class ScoredTrials:
+    """The scores of a trial list, its labels, and the back-end that made them.
+
+    Examples
+    --------
+    >>> scored = ScoredTrials(np.array([0.8, 0.1]), np.array([True, False]), "cosine")
+    >>> scored.backend, scored.labels.tolist()
+    ('cosine', [True, False])
+    """
+
     scores: np.ndarray  # float64, one per trial, in trial order
     labels: np.ndarray  # bool, True for a target trial
     backend: str
 
 
 def backend_name(norm: str = "none", *, mean: bool = False, top_n: int | None = None) -> str:
-    """The back-end name a report carries, e.g. "cosine", "cosine+mean", "cosine+asnorm(top=300)"."""
+    """The back-end name a report carries, e.g. "cosine", "cosine+mean", "cosine+asnorm(top=300)".
+
+    Examples
+    --------
+    >>> backend_name(), backend_name("mean"), backend_name("asnorm", mean=True, top_n=300)
+    ('cosine', 'cosine+mean', 'cosine+mean+asnorm(top=300)')
+    """
     if norm not in NORMS:
         raise XmdError(f"unknown score normalisation {norm!r}", hint="use one of " + ", ".join(NORMS))
     parts = ["cosine"]
@@ -49,7 +64,16 @@ def backend_name(norm: str = "none", *, mean: bool = False, top_n: int | None = 
 
 
 def trial_line_number(path: Path, index: int) -> int:
-    """1-based line of the `index`-th trial in `path` (blank and # lines skipped, as read_trials does)."""
+    """1-based line of the `index`-th trial in `path` (blank and # lines skipped, as read_trials does).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "trials.txt"
+    >>> _ = path.write_text("# enroll test\\n1 a b\\n\\n0 a c\\n")
+    >>> trial_line_number(path, 0), trial_line_number(path, 1)
+    (2, 4)
+    """
     seen = -1
     for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
         if line.strip() and not line.lstrip().startswith("#"):
@@ -108,7 +132,17 @@ def _rowwise_cosine(unit: np.ndarray, left: np.ndarray, right: np.ndarray) -> np
 
 
 def cohort_statistics(unit: np.ndarray, cohort_unit: np.ndarray, top_n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and population std of each row's `top_n` highest cosines against the cohort."""
+    """Mean and population std of each row's `top_n` highest cosines against the cohort.
+
+    Both `unit` and `cohort_unit` hold unit-length rows.
+
+    Examples
+    --------
+    >>> cohort = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
+    >>> means, stds = cohort_statistics(np.eye(2), cohort, top_n=2)
+    >>> means.round(4).tolist(), stds.round(4).tolist()
+    ([0.8, 0.9], [0.2, 0.1])
+    """
     means = np.empty(unit.shape[0])
     stds = np.empty(unit.shape[0])
     for start in range(0, unit.shape[0], _CHUNK // 16):
@@ -130,6 +164,16 @@ def score_trials(embeddings: Mapping[str, np.ndarray], trials: list[Trial], *, n
     embedding; `cohort` (n_cohort x dim, required for "asnorm") supplies the
     normalisation statistics. `trials_path` lets an unknown utterance be named by
     its line in the trial file.
+
+    Examples
+    --------
+    >>> embeddings = {"a": np.array([1.0, 0.0]), "b": np.array([1.0, 1.0]), "c": np.array([0.0, 1.0])}
+    >>> trials = [Trial(1, "a", "b"), Trial(0, "a", "c")]
+    >>> scored = score_trials(embeddings, trials)
+    >>> scored.scores.round(4).tolist(), scored.labels.tolist(), scored.backend
+    ([0.7071, 0.0], [True, False], 'cosine')
+    >>> score_trials(embeddings, trials, norm="mean", mean=np.array([0.5, 0.5])).scores.round(4).tolist()
+    [0.0, -1.0]
     """
     backend = backend_name(norm, mean=mean is not None, top_n=top_n)
     names, enroll, test = _index_trials(trials, embeddings, trials_path)
