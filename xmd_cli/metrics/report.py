@@ -33,7 +33,15 @@ def _is_percent(name: str) -> bool:
 
 
 def format_value(name: str, value) -> str:
-    """A metric as people read it: rates in %, costs and thresholds to 4 decimals."""
+    """A metric as people read it: rates in %, costs and thresholds to 4 decimals.
+
+    Examples
+    --------
+    >>> format_value("eer", 0.0123), format_value("min_dcf@0.01", 0.5), format_value("n_trials", 40)
+    ('1.23 %', '0.5000', '40')
+    >>> format_value("top1", {"value": 0.75, "ci_low": 0.7, "ci_high": 0.8})
+    '75.00 % [70.00 %, 80.00 %]'
+    """
     if value is None:
         return "-"
     if isinstance(value, dict) and "value" in value:
@@ -49,7 +57,13 @@ def format_value(name: str, value) -> str:
 
 
 def scalar_metrics(metrics: dict) -> dict:
-    """The metrics a table row can show: numbers and value-with-CI dicts, in report order."""
+    """The metrics a table row can show: numbers and value-with-CI dicts, in report order.
+
+    Examples
+    --------
+    >>> scalar_metrics({"top1": 0.5, "per_class": {"cat": 1.0}, "eer": {"value": 0.1}, "confusion": [[1]]})
+    {'top1': 0.5, 'eer': {'value': 0.1}}
+    """
     return {name: value for name, value in metrics.items()
             if isinstance(value, (int, float)) or (isinstance(value, dict) and "value" in value)}
 
@@ -62,6 +76,15 @@ def write_report(outdir: Path, *, task: str, backend: str, metrics: dict, finger
     `fingerprints` name what was evaluated (checkpoint, manifest, teacher shards,
     trial list, score file: name -> sha256), `seeds` every seed that drew
     something, `plots` name -> file name relative to `outdir`.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> outdir = Path(tempfile.mkdtemp()) / "run1"
+    >>> json_path, md_path = write_report(outdir, task="speaker-verification", backend="cosine",
+    ...                                   metrics={"eer": 0.05}, fingerprints={}, seeds={"seed": 0})
+    >>> json_path.name, md_path.name, read_report(outdir)["metrics"]
+    ('report.json', 'report.md', {'eer': 0.05})
     """
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -91,7 +114,13 @@ def _jsonable(value):
 
 
 def report_rows(report: dict) -> list[tuple[str, str, str]]:
-    """(metric, value [CI], chance) rows, for the rich table the CLI prints."""
+    """(metric, value [CI], chance) rows, for the rich table the CLI prints.
+
+    Examples
+    --------
+    >>> report_rows({"metrics": {"n_trials": 8, "eer": {"value": 0.25, "ci_low": None, "chance": 0.5}}})
+    [('n_trials', '8', ''), ('eer', '25.00 %', '50.00 %')]
+    """
     rows = []
     for name, value in scalar_metrics(report["metrics"]).items():
         chance = format_value(name, value.get("chance")) if isinstance(value, dict) else ""
@@ -100,6 +129,27 @@ def report_rows(report: dict) -> list[tuple[str, str, str]]:
 
 
 def render_markdown(report: dict) -> str:
+    """report.md's text: a title, the metrics table, tables of per-class values, then how it was made.
+
+    Examples
+    --------
+    >>> report = {"title": "run1", "task": "speaker-verification", "backend": "cosine",
+    ...           "xmd_version": "0.1", "created": "2025-01-01T00:00:00+00:00",
+    ...           "metrics": {"eer": 0.05}, "seeds": {"seed": 0}}
+    >>> print(render_markdown(report))
+    # run1: speaker-verification
+    <BLANKLINE>
+    Scoring back-end: `cosine`. xmd 0.1, 2025-01-01T00:00:00+00:00.
+    <BLANKLINE>
+    | metric | value |
+    |---|---|
+    | eer | 5.00 % |
+    <BLANKLINE>
+    ## How these numbers were obtained
+    <BLANKLINE>
+    - seed `seed`: `0`
+    <BLANKLINE>
+    """
     with_ci = any(isinstance(v, dict) for v in scalar_metrics(report["metrics"]).values())
     lines = [f"# {report['title']}: {report['task']}", "",
              f"Scoring back-end: `{report['backend']}`. xmd {report['xmd_version']}, {report['created']}.", ""]
@@ -124,6 +174,18 @@ def render_markdown(report: dict) -> str:
 
 
 def read_report(path: Path) -> dict:
+    """A report.json (or the directory holding one) as a dict; an XmdError when it is not a report.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> outdir = Path(tempfile.mkdtemp())
+    >>> _ = write_report(outdir, task="classification", backend="argmax", metrics={"top1": 0.5},
+    ...                  fingerprints={}, seeds={})
+    >>> report = read_report(outdir / REPORT_JSON)
+    >>> report["task"], report["metrics"]
+    ('classification', {'top1': 0.5})
+    """
     path = Path(path)
     if path.is_dir():
         path = path / REPORT_JSON
@@ -145,6 +207,17 @@ def compare_reports(paths: list[Path]) -> tuple[list[str], list[tuple[str, ...]]
 
     Columns are named by each report's directory. The first rows give the task and
     back-end, so that numbers obtained differently are never read as comparable.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> for name, eer in (("a", 0.1), ("b", 0.05)):
+    ...     _ = write_report(root / name, task="speaker-verification", backend="cosine",
+    ...                      metrics={"eer": eer}, fingerprints={}, seeds={})
+    >>> columns, rows = compare_reports([root / "a", root / "b"])
+    >>> columns, rows[-1]
+    (['metric', 'a', 'b'], ('eer', '10.00 %', '5.00 %'))
     """
     if len(paths) < 2:
         raise XmdError("--compare needs at least two reports")
