@@ -116,6 +116,12 @@ def trial_units(labels, enroll_ids, test_ids, *, source: str = "trials") -> tupl
     count m(identity) times and non-targets m(enroll) * m(test) times. A target
     trial between two identities, or a non-target within one, contradicts the
     labels and is an XmdError naming the trial.
+
+    Examples
+    --------
+    >>> first, second, names = trial_units([1, 0, 0], ["a", "a", "b"], ["a", "b", "c"])
+    >>> first.tolist(), second.tolist(), names  # the target trial's second unit is the sentinel 3
+    ([0, 0, 1], [3, 1, 2], ['a', 'b', 'c'])
     """
     labels = np.asarray(labels, dtype=bool).reshape(-1)
     enroll_ids, test_ids = np.asarray(enroll_ids).reshape(-1), np.asarray(test_ids).reshape(-1)

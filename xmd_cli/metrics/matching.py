@@ -186,6 +186,22 @@ def matching_summary(student, teacher, identities, *, n_ways=(2, 10), recall_ks=
     ci_low, ci_high, chance, n}}, "protocol": {...}, "skipped": {name: reason}}
     with names match_1:N_s2t / _t2s, verification_eer, verification_auc,
     recall@k_s2t / _t2s.
+
+    Examples
+    --------
+    Four identities of two samples each, whose student embeddings lie close to the
+    projected teacher embeddings of the same identity:
+
+    >>> rng = np.random.default_rng(0)
+    >>> identities = np.repeat(np.arange(4), 2)
+    >>> teacher = rng.normal(size=(4, 8))[identities] + 0.1 * rng.normal(size=(8, 8))
+    >>> student = teacher + 0.1 * rng.normal(size=(8, 8))
+    >>> result = matching_summary(student, teacher, identities, n_ways=(2,), recall_ks=(1,), bootstrap=50)
+    >>> sorted(result["metrics"])
+    ['match_1:2_s2t', 'match_1:2_t2s', 'recall@1_s2t', 'recall@1_t2s', 'verification_auc', 'verification_eer']
+    >>> entry = result["metrics"]["match_1:2_s2t"]
+    >>> entry["value"], entry["chance"], entry["n"], entry["ci_low"] <= entry["value"] <= entry["ci_high"]
+    (1.0, 0.5, 8, True)
     """
     s, z, identity, counts = _check(student, teacher, identities)
     if trials_per_probe < 1:

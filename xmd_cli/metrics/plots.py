@@ -33,6 +33,15 @@ def det_curve_png(path: Path, scores, labels, *, summary: dict | None = None,
     point and the minDCF operating points from `summary` (a `verification_summary`)
     are marked. Probabilities are clipped to [0.005 %, 99.995 %] so that the ends
     of the curve, where a rate is 0, stay on the plot.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from xmd_cli.metrics.verification import verification_summary
+    >>> scores, labels = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6], [0, 0, 1, 0, 1, 1]
+    >>> path = Path(tempfile.mkdtemp()) / "det.png"
+    >>> det_curve_png(path, scores, labels, summary=verification_summary(scores, labels)).name
+    'det.png'
     """
     from scipy.stats import norm
 
@@ -72,6 +81,13 @@ def confusion_matrix_png(path: Path, matrix, class_names: list[str] | None = Non
     """Rows are true classes, columns predicted; cells are shaded by the row share.
 
     Counts are written in the cells while the matrix is small enough to read (<= 20 classes).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "confusion.png"
+    >>> confusion_matrix_png(path, [[3, 1], [0, 4]], ["cat", "dog"]).stat().st_size > 0
+    True
     """
     matrix = np.asarray(matrix)
     n = matrix.shape[0]
