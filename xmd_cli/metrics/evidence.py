@@ -40,6 +40,14 @@ def trials_fingerprint(labels, enroll_names, test_names) -> str:
 
 
 def samples_fingerprint(sample_ids) -> str:
+    """sha256 of the sample ids as `id\\n` lines, in the given order (a classification's sample list).
+
+    Examples
+    --------
+    >>> a = samples_fingerprint(["cat/1.png", "dog/2.png"])
+    >>> a == samples_fingerprint(iter(["cat/1.png", "dog/2.png"])), a == samples_fingerprint(["dog/2.png"]), len(a)
+    (True, False, 64)
+    """
     return hashlib.sha256("".join(f"{name}\n" for name in sample_ids).encode()).hexdigest()
 
 
@@ -49,7 +57,23 @@ def _chance(name: str):
 
 def add_verification_intervals(metrics: dict, protocol: dict, scores, labels, enroll_ids, test_ids, *,
                                p_targets, resamples: int, seed: int, source: str) -> None:
-    """Replace eer and min_dcf@p in `metrics` by {value, ci_low, ci_high, chance, n} (identity bootstrap)."""
+    """Replace eer and min_dcf@p in `metrics` by {value, ci_low, ci_high, chance, n} (identity bootstrap).
+
+    Examples
+    --------
+    >>> metrics, protocol = {"eer": 0.25}, {}
+    >>> speakers = np.repeat(np.arange(4), 2)
+    >>> labels = np.arange(8) % 2 == 0
+    >>> scores = np.where(labels, 0.8, 0.2) + np.linspace(-0.3, 0.3, 8)
+    >>> add_verification_intervals(metrics, protocol, scores, labels, speakers, np.where(labels, speakers, 3 - speakers),
+    ...                            p_targets=(), resamples=50, seed=0, source="demo")
+    >>> sorted(metrics["eer"]), metrics["eer"]["chance"], protocol["bootstrap_unit"]
+    (['chance', 'ci_high', 'ci_low', 'n', 'value'], 0.5, 'identity')
+    >>> add_verification_intervals({}, protocol, scores, labels, speakers, speakers, p_targets=(), resamples=0,
+    ...                            seed=0, source="demo")
+    >>> protocol["intervals"]
+    'off (evaluation.bootstrap = 0)'
+    """
     if resamples == 0:
         protocol["intervals"] = "off (evaluation.bootstrap = 0)"
         return
@@ -62,7 +86,16 @@ def add_verification_intervals(metrics: dict, protocol: dict, scores, labels, en
 
 
 def add_accuracy_interval(metrics: dict, protocol: dict, correct, classes, *, resamples: int, seed: int) -> None:
-    """Replace top1 in `metrics` by {value, ci_low, ci_high, chance, n} (class-stratified sample bootstrap)."""
+    """Replace top1 in `metrics` by {value, ci_low, ci_high, chance, n} (class-stratified sample bootstrap).
+
+    Examples
+    --------
+    >>> metrics, protocol = {"top1": 0.75}, {}
+    >>> correct, classes = np.array([1, 1, 1, 0] * 5, dtype=bool), np.arange(20) % 2
+    >>> add_accuracy_interval(metrics, protocol, correct, classes, resamples=50, seed=0)
+    >>> metrics["top1"]["value"], metrics["top1"]["chance"], metrics["top1"]["n"], protocol["bootstrap"]
+    (0.75, 0.5, 20, 50)
+    """
     if resamples == 0 or "top1" not in metrics:  # no top1 with a single class
         protocol["intervals"] = "off (evaluation.bootstrap = 0)" if resamples == 0 else "absent: no top1"
         return
@@ -73,7 +106,18 @@ def add_accuracy_interval(metrics: dict, protocol: dict, correct, classes, *, re
 
 
 def save_verification(outdir: Path, scores, labels, enroll_ids, test_ids, trials_sha256: str) -> Path:
-    """Write scores.npz: what a paired bootstrap of this run against another needs."""
+    """Write scores.npz: what a paired bootstrap of this run against another needs.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> outdir = Path(tempfile.mkdtemp())
+    >>> save_verification(outdir, [0.9, 0.1], [1, 0], ["s1", "s1"], ["s1", "s2"], "ab" * 32).name
+    'scores.npz'
+    >>> evidence = load_evidence(outdir)
+    >>> str(evidence["kind"]), evidence["enroll"].tolist(), evidence["test"].tolist(), evidence["identities"].tolist()
+    ('verification', [0, 0], [0, 1], ['s1', 's2'])
+    """
     names, codes = np.unique(np.concatenate((np.asarray(enroll_ids), np.asarray(test_ids))),
                              return_inverse=True)
     n = np.size(scores)
@@ -86,6 +130,17 @@ def save_verification(outdir: Path, scores, labels, enroll_ids, test_ids, trials
 
 
 def save_classification(outdir: Path, correct, classes, samples_sha256: str) -> Path:
+    """Write scores.npz of a classification run: per-sample correctness and class.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> outdir = Path(tempfile.mkdtemp())
+    >>> _ = save_classification(outdir, [True, False, True], [0, 1, 1], samples_fingerprint(["a", "b", "c"]))
+    >>> evidence = load_evidence(outdir)
+    >>> str(evidence["kind"]), evidence["correct"].tolist(), evidence["classes"].tolist()
+    ('classification', [True, False, True], [0, 1, 1])
+    """
     path = Path(outdir) / SCORES_NPZ
     with open(path, "wb") as f:
         np.savez(f, kind="classification", correct=np.asarray(correct, dtype=bool),
@@ -99,7 +154,18 @@ def _report_dir(path: Path) -> Path:
 
 
 def load_evidence(report_path: Path) -> dict | None:
-    """The scores.npz beside a report, or None when the report has none."""
+    """The scores.npz beside a report, or None when the report has none.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> outdir = Path(tempfile.mkdtemp())
+    >>> load_evidence(outdir / "report.json") is None
+    True
+    >>> _ = save_classification(outdir, [True], [0], "ab" * 32)
+    >>> sorted(load_evidence(outdir / "report.json"))
+    ['classes', 'correct', 'fingerprint', 'kind']
+    """
     path = _report_dir(report_path) / SCORES_NPZ
     if not path.exists():
         return None
@@ -147,6 +213,19 @@ def paired_comparison(paths: list[Path], reports: list[dict]) -> dict:
 
     Reports on different data or trial lists are an XmdError naming both files.
     A report without scores.npz gets None (no paired interval can be formed).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> classes = np.arange(60) % 3
+    >>> for name, correct in (("a", np.arange(60) % 2 == 0), ("b", np.ones(60, bool))):
+    ...     (root / name).mkdir()
+    ...     _ = save_classification(root / name, correct, classes, "ab" * 32)
+    >>> reports = [{"metrics": {"top1": 0.5}, "protocol": {"bootstrap": 200}}, {"metrics": {"top1": 1.0}}]
+    >>> paired = paired_comparison([root / "a", root / "b"], reports)
+    >>> paired["bootstrap"], paired["metrics"]["top1"][0]["difference"], paired["metrics"]["top1"][0]["verdict"]
+    (200, 0.5, 'better')
     """
     evidence = [load_evidence(p) for p in paths]
     _refuse_different(paths, reports, evidence)
@@ -196,7 +275,14 @@ def format_difference(name: str, entry: dict | None) -> str:
 
 
 def paired_rows(paired: dict, first_name: str) -> list[tuple[str, ...]]:
-    """Table rows `<metric> - <first report>`: one cell a report, the first's cell empty."""
+    """Table rows `<metric> - <first report>`: one cell a report, the first's cell empty.
+
+    Examples
+    --------
+    >>> entry = {"difference": -0.01, "ci_low": -0.02, "ci_high": -0.005, "verdict": "better"}
+    >>> paired_rows({"metrics": {"eer": [entry, None]}}, "base")
+    [('eer - base', '', '-1.00 % [-2.00 %, -0.50 %] better', '- (no scores.npz)')]
+    """
     return [(f"{name} - {first_name}", "", *(format_difference(name, entry) for entry in entries))
             for name, entries in paired.get("metrics", {}).items()]
 
