@@ -28,7 +28,11 @@ from xmd_cli.registry import Registry
 
 @dataclass(frozen=True)
 class FeatureTerm:
-    """L_feat: the distance d_i ("cosine", "l2" or "none"), its margin m and its weight lambda_feat."""
+    """L_feat: the distance d_i ("cosine", "l2" or "none"), its margin m and its weight lambda_feat.
+
+    >>> FeatureTerm(loss="l2", margin=0.0)
+    FeatureTerm(loss='l2', margin=0.0, weight=1.0)
+    """
 
     loss: str = "cosine"
     margin: float = 0.2
@@ -40,6 +44,9 @@ class ClassifierTerm:
     """The classifier-level term: "shared" (one AAM classifier W for s and z), "logit-kd" or "none".
 
     `angular_margin` (radians) and `scale` are the AAM softmax's; `temperature` is logit KD's T.
+
+    >>> ClassifierTerm(kind="logit-kd", temperature=2.0)
+    ClassifierTerm(kind='logit-kd', weight=1.0, temperature=2.0, scale=30.0, angular_margin=0.2)
     """
 
     kind: str = "shared"
@@ -52,7 +59,12 @@ class ClassifierTerm:
 @dataclass(frozen=True)
 class QualityWeighting:
     """Quality-based adaptive weights: q = q_t^alpha q_s^beta, then w = q^gamma / mean ("power")
-    or w = B softmax(q / tau) ("softmax"), applied to the terms named in `apply_to`."""
+    or w = B softmax(q / tau) ("softmax"), applied to the terms named in `apply_to`.
+
+    >>> config = QualityWeighting(mode="softmax", apply_to=("feat",))
+    >>> config.mode, config.tau, config.apply_to
+    ('softmax', 0.1, ('feat',))
+    """
 
     enabled: bool = True
     mode: str = "power"
@@ -64,7 +76,16 @@ class QualityWeighting:
 
 
 class ProjectionHead(nn.Module):
-    """P: teacher embedding -> student embedding space. The teacher itself never trains."""
+    """P: teacher embedding -> student embedding space. The teacher itself never trains.
+
+    `kind` is "mlp" (Linear, BatchNorm, ReLU, Linear), "linear" or "identity".
+
+    >>> head = ProjectionHead(teacher_dim=6, student_dim=4, kind="linear")
+    >>> head(torch.zeros(3, 6)).shape
+    torch.Size([3, 4])
+    >>> ProjectionHead(4, 4, kind="identity")(torch.ones(1, 4)).tolist()
+    [[1.0, 1.0, 1.0, 1.0]]
+    """
 
     def __init__(self, teacher_dim: int, student_dim: int, kind: str = "mlp", hidden: int | None = None):
         super().__init__()
@@ -103,6 +124,14 @@ def feature_distance(s: torch.Tensor, z: torch.Tensor, kind: str) -> torch.Tenso
 
 
 def weighted_mean(values: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """sum_i w_i v_i / sum_i w_i; the plain mean without weights, 0 for no values.
+
+    >>> values = torch.tensor([1.0, 3.0])
+    >>> weighted_mean(values, None).item(), weighted_mean(values, torch.tensor([1.0, 3.0])).item()
+    (2.0, 2.5)
+    >>> weighted_mean(torch.zeros(0), None).item()
+    0.0
+    """
     if values.numel() == 0:
         return values.new_zeros(())
     if weights is None:
@@ -166,7 +195,16 @@ class AAMClassifier(nn.Module):
 
 def logit_kd(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float,
              weights: torch.Tensor | None = None) -> torch.Tensor:
-    """KL(teacher || student) on temperature-softened logits, times T^2 (Hinton et al.)."""
+    """KL(teacher || student) on temperature-softened logits, times T^2 (Hinton et al.).
+
+    The teacher logits are detached: only the student learns from this term.
+
+    >>> logits = torch.tensor([[2.0, 0.0, -1.0]])
+    >>> logit_kd(logits, logits, temperature=4.0).item()  # identical distributions
+    0.0
+    >>> round(logit_kd(torch.zeros(1, 2), torch.tensor([[4.0, -4.0]]), temperature=2.0).item(), 4)
+    2.4122
+    """
     log_p_student = F.log_softmax(student_logits / temperature, dim=1)
     p_teacher = F.softmax(teacher_logits.detach() / temperature, dim=1)
     kl = (p_teacher * (torch.log(p_teacher.clamp_min(1e-12)) - log_p_student)).sum(dim=1)
@@ -200,6 +238,15 @@ class DistillationLoss(nn.Module):
     forward(s, t, labels, has_teacher, teacher_quality, student_quality) -> dict of named
     terms plus "total". Samples without a teacher row (`has_teacher` False) get only the
     student's classification loss; the teacher-side terms average over the others.
+
+    >>> _ = torch.manual_seed(0)
+    >>> loss = DistillationLoss(student_dim=4, teacher_dim=6, classes=3)
+    >>> terms = loss(torch.randn(4, 4), torch.randn(4, 6), torch.tensor([0, 1, 2, 0]))
+    >>> sorted(terms), loss.teacher_terms()
+    (['cls_student', 'cls_teacher', 'feat', 'total'], ['feat', 'cls_teacher'])
+    >>> total = terms["cls_student"] + terms["feat"] + terms["cls_teacher"]  # both weights are 1
+    >>> torch.allclose(terms["total"], total)
+    True
     """
 
     def __init__(self, *, student_dim: int, teacher_dim: int | None, classes: int, projection: str = "mlp",
