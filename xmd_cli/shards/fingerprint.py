@@ -19,11 +19,23 @@ SHORT = 12  # hex digits of the hash in a store's directory name
 
 
 def canonical_json(value) -> str:
+    """JSON with sorted keys and no spaces, the form every hash of xmd is taken of.
+
+    >>> canonical_json({"b": 1, "a": [1.5, "é"]})
+    '{"a":[1.5,"é"],"b":1}'
+    """
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 @dataclass(frozen=True)
 class Fingerprint:
+    """The named components that made a store's values, and the sha256 of their canonical JSON.
+
+    >>> fp = Fingerprint({"teacher": "facenet", "dtype": "float16"})
+    >>> fp.digest == Fingerprint({"dtype": "float16", "teacher": "facenet"}).digest, len(fp.digest), len(fp.short)
+    (True, 64, 12)
+    """
+
     components: Mapping
 
     def __post_init__(self):
@@ -51,6 +63,14 @@ def diff(expected: Mapping, found: Mapping, *, only_expected_keys: bool = False)
 
     `only_expected_keys` ignores components the store has and the consumer did not
     ask about (a reader that does not care about, say, the xmd version).
+
+    >>> expected = {"teacher": "facenet", "dtype": "float16"}
+    >>> for line in diff(expected, {"teacher": "facenet", "dtype": "float32", "xmd_version": "0.1"}):
+    ...     print(line)
+    dtype: expected float16 but the store has float32
+    xmd_version: the store has 0.1, which this run does not set
+    >>> diff(expected, {"teacher": "facenet", "dtype": "float16", "xmd_version": "0.1"}, only_expected_keys=True)
+    []
     """
     lines = []
     keys = sorted(set(expected) | (set() if only_expected_keys else set(found)))
@@ -65,5 +85,10 @@ def diff(expected: Mapping, found: Mapping, *, only_expected_keys: bool = False)
 
 
 def store_dir(root: Path, kind: str, components: Mapping) -> Path:
-    """The conventional home of a store: ROOT/<kind>/<short hash>/ (kind: teacher or quality)."""
+    """The conventional home of a store: ROOT/<kind>/<short hash>/ (kind: teacher or quality).
+
+    >>> path = store_dir(Path("work"), "teacher", {"teacher": "facenet"})
+    >>> path.parent.as_posix(), path.name == Fingerprint({"teacher": "facenet"}).short
+    ('work/teacher', True)
+    """
     return Path(root) / kind / Fingerprint(components).short

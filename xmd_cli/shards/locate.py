@@ -21,7 +21,26 @@ IDENTITY = {"teacher": ("teacher", "source_teacher"), "quality": ("scorer",)}
 
 
 def find_store(workdir: Path, kind: str, expected: dict, *, allow_stale: bool, stage: str, out=None) -> Path:
-    """The store written with `expected`; with --allow-stale the newest store of the same teacher or scorer."""
+    """The store written with `expected`; with --allow-stale the newest store of the same teacher or scorer.
+
+    >>> import tempfile
+    >>> from xmd_cli.shards.writer import ShardWriter
+    >>> workdir, expected = Path(tempfile.mkdtemp()), {"teacher": "facenet", "dtype": "float16"}
+    >>> with ShardWriter(store_dir(workdir, "teacher", expected), expected, dim=2) as writer:
+    ...     writer.add(["a"], [[1.0, 2.0]])
+    >>> find_store(workdir, "teacher", expected, allow_stale=False, stage="extract-teacher").parent.name
+    'teacher'
+    >>> other = {"teacher": "facenet", "dtype": "float32"}  # same teacher, other inputs
+    >>> find_store(workdir, "teacher", other, allow_stale=True, stage="extract-teacher") == store_dir(
+    ...     workdir, "teacher", expected)
+    True
+    >>> find_store(workdir, "teacher", other, allow_stale=False, stage="extract-teacher")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    xmd_cli.errors.XmdError: the teacher store ... was written with other inputs than this recipe asks for:
+      dtype: expected float32 but the store has float16
+      hint: rerun `xmd extract-teacher` with this recipe, or pass --allow-stale to use it anyway
+    """
     exact = store_dir(workdir, kind, expected)
     if (exact / "meta.json").exists():
         return exact

@@ -18,6 +18,18 @@ from xmd_cli.shards.format import lock_name
 
 
 class WriterLock:
+    """The advisory lock of one writer rank: `acquire` takes it or raises an XmdError naming the holder.
+
+    >>> import tempfile
+    >>> lock = WriterLock(Path(tempfile.mkdtemp()), rank=0)
+    >>> lock.acquire()
+    >>> lock.path.name, lock_holder(lock.path) == os.getpid()
+    ('writer-r000.lock', True)
+    >>> lock.release()
+    >>> lock_holder(lock.path)
+    False
+    """
+
     def __init__(self, directory: Path, rank: int):
         self.path = Path(directory) / lock_name(rank)
         self.rank = rank
@@ -60,7 +72,12 @@ def _read_pid(fd: int) -> int | None:
 
 
 def lock_holder(path: Path) -> int | None | bool:
-    """Whether a live writer holds this lock file: its pid (or True if unknown), else False."""
+    """Whether a live writer holds this lock file: its pid (or True if unknown), else False.
+
+    >>> import tempfile
+    >>> lock_holder(Path(tempfile.mkdtemp()) / "writer-r000.lock")  # no such file: nobody writes
+    False
+    """
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
