@@ -44,15 +44,35 @@ MAX_HEADER = 100_000_000  # the safetensors library's own limit
 
 
 def shard_name(rank: int, seq: int) -> str:
+    """The file name of a rank's seq-th shard.
+
+    >>> shard_name(1, 2)
+    'shard-r001-00002.safetensors'
+    """
     return f"shard-r{rank:03d}-{seq:05d}.safetensors"
 
 
 def lock_name(rank: int) -> str:
+    """The file name of a rank's writer lock.
+
+    >>> lock_name(3)
+    'writer-r003.lock'
+    """
     return f"writer-r{rank:03d}.lock"
 
 
 def list_shards(directory: Path) -> list[tuple[int, int, str]]:
-    """(rank, seq, name) of every complete shard, in writing order."""
+    """(rank, seq, name) of every complete shard, in writing order.
+
+    Temporary files and anything else in the directory are not shards:
+
+    >>> import tempfile
+    >>> directory = Path(tempfile.mkdtemp())
+    >>> for name in (shard_name(0, 1), shard_name(0, 0), ".tmp-" + shard_name(0, 2) + ".123", "notes.txt"):
+    ...     _ = (directory / name).write_bytes(b"")
+    >>> list_shards(directory)
+    [(0, 0, 'shard-r000-00000.safetensors'), (0, 1, 'shard-r000-00001.safetensors')]
+    """
     found = []
     for name in os.listdir(directory):
         match = SHARD_NAME.match(name)
@@ -62,7 +82,14 @@ def list_shards(directory: Path) -> list[tuple[int, int, str]]:
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Temporary file, fsync, rename, fsync the directory: the file is whole or absent."""
+    """Temporary file, fsync, rename, fsync the directory: the file is whole or absent.
+
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "note.txt"
+    >>> atomic_write(path, b"hello")
+    >>> path.read_bytes(), os.listdir(path.parent)
+    (b'hello', ['note.txt'])
+    """
     path = Path(path)
     tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{os.getpid()}")
     with removed_on_error(tmp):  # a full disk must not leave a 0-byte temporary behind
@@ -81,6 +108,12 @@ def atomic_write(path: Path, data: bytes) -> None:
 # ---------------------------------------------------------------- meta.json
 def make_meta(fingerprint_digest: str, components: dict, *, dim: int, dtype: str, frames: str,
               shard_rows: int) -> dict:
+    """The content of a new store's meta.json (with this xmd's version and the time now).
+
+    >>> meta = make_meta("ab" * 32, {"teacher": "demo"}, dim=2, dtype="float16", frames="mean", shard_rows=4)
+    >>> meta["format"], meta["components"], meta["dim"], meta["frames"]
+    ('xmd-store', {'teacher': 'demo'}, 2, 'mean')
+    """
     return {"format": STORE_FORMAT, "format_version": 1, "fingerprint": fingerprint_digest,
             "components": components, "dim": dim, "dtype": dtype, "frames": frames,
             "shard_rows": shard_rows, "xmd_version": __version__,
@@ -88,10 +121,32 @@ def make_meta(fingerprint_digest: str, components: dict, *, dim: int, dtype: str
 
 
 def write_meta(directory: Path, meta: dict) -> None:
+    """Write meta.json atomically (sorted keys, one key a line).
+
+    >>> import tempfile
+    >>> directory = Path(tempfile.mkdtemp())
+    >>> write_meta(directory, make_meta("ab" * 32, {}, dim=2, dtype="float32", frames="all", shard_rows=4))
+    >>> json.loads((directory / META).read_text())["dtype"]
+    'float32'
+    """
     atomic_write(Path(directory) / META, (json.dumps(meta, indent=1, sort_keys=True) + "\n").encode())
 
 
 def read_meta(directory: Path) -> dict:
+    """A store's meta.json, checked; an XmdError saying what to do when it is missing or not a store's.
+
+    >>> import tempfile
+    >>> directory = Path(tempfile.mkdtemp())
+    >>> write_meta(directory, make_meta("ab" * 32, {"teacher": "demo"}, dim=2, dtype="float16", frames="mean",
+    ...                                 shard_rows=4))
+    >>> read_meta(directory)["components"]
+    {'teacher': 'demo'}
+    >>> read_meta(directory / "nowhere")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    xmd_cli.errors.XmdError: .../nowhere: no such store directory
+    ...
+    """
     path = Path(directory) / META
     if not path.is_file():
         if not Path(directory).is_dir():
@@ -121,7 +176,15 @@ def _header_check(metadata: dict, tensor: dict) -> str:
 
 def shard_bytes(rows: np.ndarray, ids: list[str], counts: list[int] | None, *, fingerprint: str,
                 rank: int) -> bytes:
-    """A whole shard file: safetensors header (ids, hashes) + the raw little-endian rows."""
+    """A whole shard file: safetensors header (ids, hashes) + the raw little-endian rows.
+
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / shard_name(0, 0)
+    >>> atomic_write(path, shard_bytes(np.ones((2, 3), np.float16), ["a", "b"], None, fingerprint="f", rank=0))
+    >>> header = read_header(path)
+    >>> header.ids, header.shape, header.metadata["rank"]
+    (['a', 'b'], (2, 3), '0')
+    """
     from safetensors.numpy import save
 
     rows = np.ascontiguousarray(rows)
@@ -135,11 +198,30 @@ def shard_bytes(rows: np.ndarray, ids: list[str], counts: list[int] | None, *, f
 
 
 class ShardFormatError(ValueError):
-    """A shard file that cannot be what its writer wrote; the message says why."""
+    """A shard file that cannot be what its writer wrote; the message says why.
+
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / shard_name(0, 0)
+    >>> _ = path.write_bytes(b"xx")
+    >>> read_header(path)
+    Traceback (most recent call last):
+    ...
+    xmd_cli.shards.format.ShardFormatError: shorter than a safetensors header
+    """
 
 
 @dataclass
 class ShardHeader:
+    """What a shard's header says: the layout of its rows, its ids (and frame counts) and its metadata.
+
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / shard_name(0, 0)
+    >>> atomic_write(path, shard_bytes(np.ones((2, 3), np.float16), ["a", "b"], None, fingerprint="f", rank=0))
+    >>> header = read_header(path)
+    >>> header.n_rows, header.dtype.name, header.data_offset > 8, header.counts
+    (2, 'float16', True, None)
+    """
+
     path: Path
     dtype: np.dtype
     shape: tuple[int, int]
@@ -155,14 +237,30 @@ class ShardHeader:
 
 
 def read_header(path: Path, *, check: bool = True) -> ShardHeader:
-    """Parse a shard's header without touching its rows (8-byte length, JSON, then raw data)."""
+    """Parse a shard's header without touching its rows (8-byte length, JSON, then raw data).
+
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / shard_name(0, 0)
+    >>> atomic_write(path, shard_bytes(np.ones((2, 3), np.float16), ["a", "b"], None, fingerprint="f", rank=0))
+    >>> read_header(path).ids
+    ['a', 'b']
+    """
     path = Path(path)
     with open(path, "rb") as f:
         return read_header_from(f, path, check=check)
 
 
 def read_header_from(f, path: Path, *, check: bool = True) -> ShardHeader:
-    """read_header on a file already open, so that a caller can go on to hash and map the same inode."""
+    """read_header on a file already open, so that a caller can go on to hash and map the same inode.
+
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / shard_name(0, 0)
+    >>> atomic_write(path, shard_bytes(np.ones((2, 3), np.float16), ["a", "b"], None, fingerprint="f", rank=0))
+    >>> with open(path, "rb") as f:
+    ...     header = read_header_from(f, path)
+    ...     rows_sha256(header, f) == header.metadata["rows_sha256"]
+    True
+    """
     size = os.fstat(f.fileno()).st_size
     f.seek(0)
     raw_len = f.read(8)
@@ -183,7 +281,15 @@ def read_header_from(f, path: Path, *, check: bool = True) -> ShardHeader:
 
 
 def header_sha256(f) -> str:
-    """sha256 of an open shard's header bytes (what read_header_from records), without parsing them."""
+    """sha256 of an open shard's header bytes (what read_header_from records), without parsing them.
+
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / shard_name(0, 0)
+    >>> atomic_write(path, shard_bytes(np.ones((2, 3), np.float16), ["a", "b"], None, fingerprint="f", rank=0))
+    >>> with open(path, "rb") as f:
+    ...     header_sha256(f) == read_header(path).header_sha256
+    True
+    """
     f.seek(0)
     raw_len = f.read(8)
     if len(raw_len) < 8:
@@ -224,7 +330,15 @@ def _parse_header(path: Path, header: dict, data_start: int, size: int, check: b
 
 
 def rows_sha256(header: ShardHeader, f=None) -> str:
-    """Recompute the data hash the writer recorded (reads the whole shard; `f`: the file already open)."""
+    """Recompute the data hash the writer recorded (reads the whole shard; `f`: the file already open).
+
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / shard_name(0, 0)
+    >>> atomic_write(path, shard_bytes(np.ones((2, 3), np.float16), ["a", "b"], None, fingerprint="f", rank=0))
+    >>> header = read_header(path)
+    >>> rows_sha256(header) == header.metadata["rows_sha256"]
+    True
+    """
     if f is None:
         with open(header.path, "rb") as opened:
             return rows_sha256(header, opened)
