@@ -51,7 +51,14 @@ TAG_OF = {np.dtype(v): k for k, v in NUMPY_OF_TAG.items()}
 
 
 class IndexFormatError(ValueError):
-    """An index file that is not what a writer wrote (unreadable, altered, or from an older xmd)."""
+    """An index file that is not what a writer wrote (unreadable, altered, or from an older xmd).
+
+    `old` marks an index written by an older xmd, which `xmd shards repair` upgrades.
+
+    >>> error = IndexFormatError("written by an older xmd (xmd-index-1) without a checksum of its own", old=True)
+    >>> error.old, isinstance(error, ValueError)
+    (True, True)
+    """
 
     def __init__(self, message: str, *, old: bool = False):
         super().__init__(message)
@@ -61,7 +68,18 @@ class IndexFormatError(ValueError):
 def scan_shards(directory: Path, ranks: set[int] | None = None, *, fingerprint: str | None = None
                 ) -> list[ShardHeader]:
     """Headers of every complete shard (of `ranks`, or all); a malformed one, or with `fingerprint` one
-    written for another store, is an XmdError naming it."""
+    written for another store, is an XmdError naming it.
+
+    >>> import tempfile
+    >>> from xmd_cli.shards.writer import ShardWriter
+    >>> store = Path(tempfile.mkdtemp())
+    >>> with ShardWriter(store, {"teacher": "demo"}, dim=2) as writer:
+    ...     writer.add(["a", "b"], [[1.0, 2.0], [3.0, 4.0]])
+    >>> [(header.path.name, header.ids) for header in scan_shards(store)]
+    [('shard-r000-00000.safetensors', ['a', 'b'])]
+    >>> scan_shards(store, ranks={1})
+    []
+    """
     headers = []
     for rank, _seq, name in list_shards(directory):
         if ranks is not None and rank not in ranks:
@@ -86,7 +104,13 @@ _FNV_OFFSET, _FNV_PRIME = np.uint64(0xCBF29CE484222325), np.uint64(0x100000001B3
 def id_keys(raw: np.ndarray) -> np.ndarray:
     """64-bit keys of fixed-width byte ids (width a multiple of 8): FNV-1a over 8-byte words, then the
     splitmix64 finaliser so that every bit of the id moves every bit of the key. Stable across processes
-    (unlike Python's salted hash()), and vectorised: one pass a word of the id, not a call an id."""
+    (unlike Python's salted hash()), and vectorised: one pass a word of the id, not a call an id.
+
+    >>> raw = encode_ids(["a", "b", "a"], width=8)[0]
+    >>> keys = id_keys(raw)
+    >>> keys.dtype.name, bool(keys[0] == keys[2]), bool(keys[0] == keys[1])
+    ('uint64', True, False)
+    """
     words = np.ascontiguousarray(raw).view("<u8").reshape(len(raw), raw.dtype.itemsize // 8)
     keys = np.full(len(raw), _FNV_OFFSET, np.uint64)
     for column in words.T:
@@ -101,6 +125,19 @@ def id_keys(raw: np.ndarray) -> np.ndarray:
 
 @dataclass
 class IndexArrays:
+    """The index's arrays (memory-mapped when read from a file) and the lookup of ids in them.
+
+    >>> import tempfile
+    >>> from xmd_cli.shards.writer import ShardWriter
+    >>> store = Path(tempfile.mkdtemp())
+    >>> with ShardWriter(store, {"teacher": "demo"}, dim=2) as writer:
+    ...     writer.add(["a", "b"], [[1.0, 2.0], [3.0, 4.0]])
+    >>> index = read_index(store)
+    >>> positions, found = index.locate(["b", "zz"])
+    >>> found.tolist(), int(index.start[positions[0]]), index.shards[0]["rows"]
+    ([True, False], 1, 2)
+    """
+
     ids: np.ndarray  # UTF-8 bytes, dtype S{width}, width a multiple of 8; ordered by (key, id)
     keys: np.ndarray  # uint64 id_keys(ids), ascending
     buckets: np.ndarray  # int64 [2**bits + 1]: first position of each value of a key's top `bits` bits
@@ -150,7 +187,20 @@ class IndexArrays:
 
 
 def build_index(headers: list[ShardHeader]) -> tuple[IndexArrays, list[str]]:
-    """The index of these shards, and one line per id found in more than one shard."""
+    """The index of these shards, and one line per id found in more than one shard.
+
+    >>> import tempfile
+    >>> from xmd_cli.shards.writer import ShardWriter
+    >>> store = Path(tempfile.mkdtemp())
+    >>> with ShardWriter(store, {"teacher": "demo"}, dim=2) as writer:
+    ...     writer.add(["a", "b"], [[1.0, 2.0], [3.0, 4.0]])
+    >>> headers = scan_shards(store)
+    >>> arrays, duplicates = build_index(headers)
+    >>> len(arrays.ids), duplicates
+    (2, [])
+    >>> build_index(headers + headers)[1][0]
+    "id 'a' is in both shard-r000-00000.safetensors and shard-r000-00000.safetensors"
+    """
     names, shard_col, start_col, count_col = [], [], [], []
     shards = []
     for number, header in enumerate(headers):
@@ -179,7 +229,13 @@ def build_index(headers: list[ShardHeader]) -> tuple[IndexArrays, list[str]]:
 
 
 def bucket_table(keys: np.ndarray) -> np.ndarray:
-    """Where each run of keys sharing their top bits starts; about one key a bucket."""
+    """Where each run of keys sharing their top bits starts; about one key a bucket.
+
+    Three keys get 2**2 buckets (by their top two bits), plus the end:
+
+    >>> bucket_table(np.array([1, 2**63, 2**64 - 1], dtype=np.uint64)).tolist()
+    [0, 1, 1, 2, 3]
+    """
     bits = max(int(len(keys)).bit_length(), 1)
     starts = np.arange(2 ** bits, dtype=np.uint64) << np.uint64(64 - bits)
     return np.append(np.searchsorted(keys, starts), len(keys)).astype(np.int64)
@@ -190,6 +246,15 @@ def merge_index(directory: Path) -> IndexArrays:
 
     Only a writer finalising the store (and `repair`) calls this: it is the one place
     an index is made, and it refuses a malformed shard or one of another store.
+
+    >>> import tempfile
+    >>> from xmd_cli.shards.writer import ShardWriter
+    >>> store = Path(tempfile.mkdtemp())
+    >>> with ShardWriter(store, {"teacher": "demo"}, dim=2) as writer:
+    ...     writer.add(["a", "b"], [[1.0, 2.0], [3.0, 4.0]])
+    >>> arrays = merge_index(store)
+    >>> len(arrays.ids), arrays.fingerprint == read_meta(store)["fingerprint"]
+    (2, True)
     """
     directory = Path(directory)
     meta = read_meta(directory)
@@ -214,6 +279,18 @@ def _checksum(metadata: dict, shapes: dict, chunks) -> str:
 
 
 def write_index(directory: Path, arrays: IndexArrays, fingerprint: str) -> None:
+    """Write index.safetensors atomically, with a checksum of its metadata, layout and bytes.
+
+    >>> import tempfile
+    >>> from xmd_cli.shards.writer import ShardWriter
+    >>> store = Path(tempfile.mkdtemp())
+    >>> with ShardWriter(store, {"teacher": "demo"}, dim=2) as writer:
+    ...     writer.add(["a", "b"], [[1.0, 2.0], [3.0, 4.0]])
+    >>> arrays, _ = build_index(scan_shards(store))
+    >>> write_index(store, arrays, read_meta(store)["fingerprint"])
+    >>> len(read_index(store).ids)
+    2
+    """
     from safetensors.numpy import save
 
     ids = np.ascontiguousarray(arrays.ids).view(np.uint8).reshape(len(arrays.ids), arrays.width)
@@ -227,13 +304,31 @@ def write_index(directory: Path, arrays: IndexArrays, fingerprint: str) -> None:
 
 
 def map_file(path: Path) -> mmap.mmap:
+    """The whole file, memory-mapped read-only.
+
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "data.bin"
+    >>> _ = path.write_bytes(b"abc")
+    >>> map_file(path)[:2]
+    b'ab'
+    """
     with open(path, "rb") as f:
         return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
 
 
 def read_index(directory: Path) -> IndexArrays:
     """The index file, checksum verified, then memory-mapped (the same open file: what was hashed is what
-    is mapped). FileNotFoundError when absent; IndexFormatError when unreadable, altered or old."""
+    is mapped). FileNotFoundError when absent; IndexFormatError when unreadable, altered or old.
+
+    >>> import tempfile
+    >>> from xmd_cli.shards.writer import ShardWriter
+    >>> store = Path(tempfile.mkdtemp())
+    >>> with ShardWriter(store, {"teacher": "demo"}, dim=2) as writer:
+    ...     writer.add(["a", "b"], [[1.0, 2.0], [3.0, 4.0]])
+    >>> index = read_index(store)
+    >>> len(index.ids), index.width, index.format
+    (2, 8, 'xmd-index-2')
+    """
     path = Path(directory) / INDEX
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
@@ -291,7 +386,19 @@ def read_index(directory: Path) -> IndexArrays:
 
 
 def load_index(directory: Path) -> IndexArrays | None:
-    """read_index, or None when the file is absent, unreadable, altered or old (for reports)."""
+    """read_index, or None when the file is absent, unreadable, altered or old (for reports).
+
+    >>> import tempfile
+    >>> from xmd_cli.shards.writer import ShardWriter
+    >>> store = Path(tempfile.mkdtemp())
+    >>> with ShardWriter(store, {"teacher": "demo"}, dim=2) as writer:
+    ...     writer.add(["a", "b"], [[1.0, 2.0], [3.0, 4.0]])
+    >>> len(load_index(store).ids)
+    2
+    >>> _ = (store / INDEX).write_bytes(b"not an index")
+    >>> load_index(store) is None
+    True
+    """
     try:
         return read_index(directory)
     except (OSError, IndexFormatError):
@@ -302,7 +409,20 @@ def shard_mismatches(arrays: IndexArrays, directory: Path) -> list[tuple[str, st
     """(shard name, what is wrong) for every way the shards on disk differ from those the index was built
     from: a shard missing, one not indexed (written later, or copied in), or one whose size or header
     bytes changed (replaced by another store's shard of the same name, or altered). Reads each header's
-    bytes (tens of kB a shard), not the rows."""
+    bytes (tens of kB a shard), not the rows.
+
+    >>> import tempfile
+    >>> from xmd_cli.shards.writer import ShardWriter
+    >>> store = Path(tempfile.mkdtemp())
+    >>> with ShardWriter(store, {"teacher": "demo"}, dim=2) as writer:
+    ...     writer.add(["a", "b"], [[1.0, 2.0], [3.0, 4.0]])
+    >>> shard_mismatches(read_index(store), store)
+    []
+    >>> import shutil
+    >>> _ = shutil.copy(store / "shard-r000-00000.safetensors", store / "shard-r001-00000.safetensors")
+    >>> [(name, what.split(",")[0]) for name, what in shard_mismatches(read_index(store), store)]
+    [('shard-r001-00000.safetensors', 'orphan shard')]
+    """
     directory = Path(directory)
     on_disk = [name for _r, _s, name in list_shards(directory)]
     indexed = {s["name"]: s for s in arrays.shards}
@@ -337,7 +457,22 @@ def _what_changed(path: Path, fingerprint: str) -> str:
 
 def open_index(directory: Path, meta: dict) -> IndexArrays:
     """What a reader checks before it reads a row: the index's own checksum, that it is this store's
-    (fingerprint), and that it describes exactly the shards on disk. Every refusal names the file."""
+    (fingerprint), and that it describes exactly the shards on disk. Every refusal names the file.
+
+    >>> import tempfile
+    >>> from xmd_cli.shards.writer import ShardWriter
+    >>> store = Path(tempfile.mkdtemp())
+    >>> with ShardWriter(store, {"teacher": "demo"}, dim=2) as writer:
+    ...     writer.add(["a", "b"], [[1.0, 2.0], [3.0, 4.0]])
+    >>> len(open_index(store, read_meta(store)).ids)
+    2
+    >>> (store / INDEX).unlink()
+    >>> open_index(store, read_meta(store))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    xmd_cli.errors.XmdError: .../index.safetensors: missing (its writer did not finish, or the file was deleted)
+    ...
+    """
     directory = Path(directory)
     path = directory / INDEX
     hint = f"run `xmd shards verify {directory}` to see what is wrong, `xmd shards repair {directory}` to fix it"
@@ -380,6 +515,12 @@ def encode_ids(ids, width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
 
     An id longer than every stored id cannot be in the store; it is flagged instead of
     being cut to `width` bytes, where its prefix might match another id.
+
+    >>> raw, too_long = encode_ids(["a", "bcd", "é"])
+    >>> raw.tolist(), too_long.tolist()
+    ([b'a', b'bcd', b'\\xc3\\xa9'], [False, False, False])
+    >>> encode_ids(["abcdef"], width=4)[1].tolist()
+    [True]
     """
     if isinstance(ids, np.ndarray) and ids.dtype.kind == "S":
         encoded = ids.tolist()
@@ -397,4 +538,13 @@ def encode_ids(ids, width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
 
 
 def stored_bytes(directory: Path) -> int:
+    """Bytes of the files directly in `directory` (not in its subfolders).
+
+    >>> import tempfile
+    >>> directory = Path(tempfile.mkdtemp())
+    >>> _ = (directory / "a.bin").write_bytes(b"12345")
+    >>> (directory / "sub").mkdir()
+    >>> stored_bytes(directory)
+    5
+    """
     return sum(entry.stat().st_size for entry in os.scandir(directory) if entry.is_file())
