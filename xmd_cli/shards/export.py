@@ -25,6 +25,23 @@ FORMATS = (".csv", ".npz", ".npy")
 
 
 def export(directory: Path, out_path: Path, *, chunk: int = 4096) -> dict:
+    """Write every row of a verified store to `out_path` (.csv, .npz or .npy, by its suffix).
+
+    Returns what was written: {out, ids, rows, dim, format}.
+
+    >>> import tempfile
+    >>> from xmd_cli.shards.writer import ShardWriter
+    >>> store = Path(tempfile.mkdtemp())
+    >>> with ShardWriter(store, {"teacher": "demo"}, dim=2) as writer:
+    ...     writer.add(["b", "a"], [[3.0, 4.5], [1.0, 2.0]])
+    >>> result = export(store, store / "rows.csv")
+    >>> result["ids"], result["rows"], result["format"]
+    (2, 2, 'csv')
+    >>> print((store / "rows.csv").read_text(), end="")
+    id,v0,v1
+    a,1,2
+    b,3,4.5
+    """
     out_path = Path(out_path)
     suffix = out_path.suffix.lower()
     if suffix not in FORMATS:

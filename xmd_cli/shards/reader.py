@@ -43,6 +43,32 @@ class ShardReader:
 
     `verify_rows`: hash each shard's rows once, when it is first used, against its writer's
     sha256 (a few s a GB, once a process; docs/store.md says which paths verify rows).
+
+    Examples
+    --------
+    A writer -> reader round trip; the second store keeps every frame of an id:
+
+    >>> import tempfile
+    >>> from xmd_cli.shards.writer import ShardWriter
+    >>> store = Path(tempfile.mkdtemp()) / "teacher"
+    >>> components = {"teacher": "demo", "dtype": "float16"}
+    >>> with ShardWriter(store, components, dim=2, shard_rows=2) as writer:
+    ...     writer.add(["a", "b", "c"], [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
+    >>> with ShardReader(store, expect_fingerprint=components) as reader:
+    ...     reader.get(["c", "a"]).tolist(), reader.ids.tolist(), len(reader), "d" in reader
+    ([[5.0, 6.0], [1.0, 2.0]], ['a', 'b', 'c'], 3, False)
+    >>> ShardReader(store, expect_fingerprint={"teacher": "other"})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    xmd_cli.errors.XmdError: ... was written with other inputs than this run expects:
+      teacher: expected other but the store has demo
+    ...
+    >>> frames = Path(tempfile.mkdtemp())
+    >>> with ShardWriter(frames, components, dim=1, frames="all") as writer:
+    ...     writer.add(["x", "y"], [[1.0], [3.0], [5.0]], counts=[2, 1])
+    >>> reader = ShardReader(frames)
+    >>> reader.get(["x", "y"]).tolist(), reader.frames_of("x").tolist(), reader.counts(["x", "y"]).tolist()
+    ([[2.0], [5.0]], [[1.0], [3.0]], [2, 1])
     """
 
     def __init__(self, directory: Path, expect_fingerprint: Mapping | None = None, allow_stale: bool = False,

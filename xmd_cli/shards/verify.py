@@ -45,7 +45,20 @@ DROPPED = "dropped"  # repair moves the shards it sets aside here (a folder insi
 
 
 def verify(directory: Path) -> list[str]:
-    """Every problem found, one line each naming the file; an empty list means the store is sound."""
+    """Every problem found, one line each naming the file; an empty list means the store is sound.
+
+    >>> import tempfile
+    >>> from xmd_cli.shards.writer import ShardWriter
+    >>> store = Path(tempfile.mkdtemp())
+    >>> with ShardWriter(store, {"teacher": "demo"}, dim=2) as writer:
+    ...     writer.add(["a", "b"], [[1.0, 2.0], [3.0, 4.0]])
+    >>> verify(store)
+    []
+    >>> shard = store / "shard-r000-00000.safetensors"
+    >>> _ = shard.write_bytes(shard.read_bytes()[:-1] + b"\\x01")  # flip the last byte of the rows
+    >>> verify(store)
+    ['shard-r000-00000.safetensors: data checksum mismatch: row bytes changed after writing']
+    """
     directory = Path(directory)
     try:
         meta = read_meta(directory)
@@ -140,7 +153,17 @@ def _check_index(directory: Path, rebuilt, meta: dict, unreadable: int) -> list[
 
 
 def summary(directory: Path) -> dict:
-    """What `xmd shards info` shows: counts, layout, fingerprint, size, index and writer state."""
+    """What `xmd shards info` shows: counts, layout, fingerprint, size, index and writer state.
+
+    >>> import tempfile
+    >>> from xmd_cli.shards.writer import ShardWriter
+    >>> store = Path(tempfile.mkdtemp())
+    >>> with ShardWriter(store, {"teacher": "demo"}, dim=2) as writer:
+    ...     writer.add(["a", "b"], [[1.0, 2.0], [3.0, 4.0]])
+    >>> info = summary(store)
+    >>> info["ids"], info["rows"], info["dim"], info["dtype"], info["shards"], info["index"], info["live_writers"]
+    (2, 2, 2, 'float16', 1, 'current', {})
+    """
     directory = Path(directory)
     meta = read_meta(directory)
     ids = rows = unreadable = 0
@@ -194,6 +217,22 @@ def repair(directory: Path) -> dict:
     shards move to STORE/dropped/ (never deleted: a user may want to look); shards the old index
     listed that are gone from disk are reported too. The ids dropped are then `pending` to the
     writer, whose rerun recomputes exactly them.
+
+    >>> import tempfile
+    >>> from xmd_cli.shards.writer import ShardWriter
+    >>> store = Path(tempfile.mkdtemp())
+    >>> with ShardWriter(store, {"teacher": "demo"}, dim=2) as writer:
+    ...     writer.add(["a", "b"], [[1.0, 2.0], [3.0, 4.0]])
+    >>> with ShardWriter(store, {"teacher": "demo"}, dim=2) as writer:
+    ...     writer.add(["c"], [[5.0, 6.0]])
+    >>> shard = store / "shard-r000-00000.safetensors"
+    >>> _ = shard.write_bytes(shard.read_bytes()[:-1] + b"\\x01")  # flip the last byte of the rows
+    >>> result = repair(store)
+    >>> result["shards_kept"], result["shards_dropped"], result["ids_dropped"], verify(store)
+    (1, 1, 2, [])
+    >>> with ShardWriter(store, {"teacher": "demo"}, dim=2) as writer:
+    ...     writer.pending_ids(["a", "b", "c"])
+    ['a', 'b']
     """
     directory = Path(directory)
     meta = read_meta(directory)

@@ -47,6 +47,20 @@ class ShardWriter:
     frames="mean" stores one row per id (the mean of an id's frames); frames="all" keeps
     every frame for sampling in training. `force` wipes the store first (with several
     ranks: only on rank 0, and the other ranks open theirs after a barrier).
+
+    Examples
+    --------
+    A rerun resumes: `pending_ids` leaves out what an earlier run stored.
+
+    >>> import tempfile
+    >>> store = Path(tempfile.mkdtemp())
+    >>> with ShardWriter(store, {"teacher": "demo"}, dim=2) as writer:
+    ...     writer.add(["a"], [[1.0, 2.0]])
+    >>> with ShardWriter(store, {"teacher": "demo"}, dim=2) as writer:
+    ...     todo = writer.pending_ids(["a", "b", "c"])
+    ...     writer.add(todo, [[3.0, 4.0], [5.0, 6.0]])
+    >>> todo, writer.rows_written, sorted(name for name in os.listdir(store) if name.startswith("shard"))
+    (['b', 'c'], 2, ['shard-r000-00000.safetensors', 'shard-r000-00001.safetensors'])
     """
 
     def __init__(self, directory: Path, fingerprint: Mapping, dim: int, dtype: str = "float16",
