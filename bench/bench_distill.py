@@ -124,7 +124,8 @@ def main() -> None:
     print(f"    ratio online / cached           {best['online'] / best['cached']:8.2f}x  (cached is faster by this)")
     print(f"(2) plain cross-entropy step        {best['plain'] * 1000:8.1f} ms")
     overhead = best["cached"] / best["plain"] - 1
-    print(f"    full method's loss-stack overhead {overhead * 100:6.1f} %  (goal <= 10 %; includes reading the teacher rows)")
+    print(f"    full method's loss-stack overhead {overhead * 100:6.1f} %  "
+          "(goal <= 10 %; includes reading the teacher rows)")
 
 
 if __name__ == "__main__":

@@ -201,7 +201,8 @@ def main() -> None:
                   f"{gather['open_ms']:.1f} ms; gather with / without row verification: steady "
                   f"{gather['steady_verified_ms_per_batch']:.3f} / {gather['steady_unverified_ms_per_batch']:.3f} ms "
                   f"(ratio {gather['steady_ratio_unverified_over_verified']:.2f}), first pass of a fresh reader "
-                  f"{gather['first_pass_verified_ms_per_batch']:.3f} / {gather['first_pass_unverified_ms_per_batch']:.3f}"
+                  f"{gather['first_pass_verified_ms_per_batch']:.3f} / "
+                  f"{gather['first_pass_unverified_ms_per_batch']:.3f}"
                   f" ms (ratio {gather['first_pass_ratio_unverified_over_verified']:.2f})")
             memory = {mode: memory_bench(path, args.memory_batches, mode)
                       for mode, path in (("store", store), ("memmap", raw_path))}

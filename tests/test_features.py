@@ -21,7 +21,8 @@ def _sine_batch(seconds=(1.0, 0.6), rate=RATE):
     rows = []
     for i, s in enumerate(seconds):
         t = np.arange(int(s * rate)) / rate
-        rows.append((0.3 * np.sin(2 * np.pi * (300 + 400 * i) * t) + 0.01 * rng.standard_normal(t.size)).astype(np.float32))
+        rows.append((0.3 * np.sin(2 * np.pi * (300 + 400 * i) * t)
+                     + 0.01 * rng.standard_normal(t.size)).astype(np.float32))
     return rows
 
 

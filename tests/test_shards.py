@@ -360,7 +360,8 @@ def test_rerun_removes_a_dead_writers_temporary_files(tmp_path):
     store = tmp_path / "s"
     write_all(store, ids_of(10), shard_rows=4)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    leftovers = [f".tmp-shard-r000-00009.safetensors.{dead.stdout.strip()}", f".tmp-index.safetensors.{dead.stdout.strip()}",
+    leftovers = [f".tmp-shard-r000-00009.safetensors.{dead.stdout.strip()}",
+                 f".tmp-index.safetensors.{dead.stdout.strip()}",
                  f".tmp-meta.json.{os.getpid()}"]  # the last one's process (this one) is alive: kept
     for name in leftovers:
         (store / name).write_bytes(b"partial")

@@ -17,7 +17,8 @@ RATE = 16000
 
 
 def _speech(batch=2, seconds=1.0, seed=0):
-    return torch.from_numpy(np.random.default_rng(seed).standard_normal((batch, int(seconds * RATE))).astype(np.float32) * 0.1)
+    noise = np.random.default_rng(seed).standard_normal((batch, int(seconds * RATE))).astype(np.float32)
+    return torch.from_numpy(noise * 0.1)
 
 
 @pytest.mark.parametrize("options, dim", [

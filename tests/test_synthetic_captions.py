@@ -136,7 +136,8 @@ def test_a_quick_pixel_classifier_beats_chance_on_the_class(tmp_path):
     output = captions.read(config, tmp_path)
     train = [s for s in output.samples if s.split != "test"]
     test = [s for s in output.samples if s.split == "test"]
-    features = lambda group: np.stack([_shift_invariant_features(output.root / s.images[0]) for s in group])  # noqa: E731
+    features = lambda group: np.stack(  # noqa: E731
+        [_shift_invariant_features(output.root / s.images[0]) for s in group])
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=0.1))
     model.fit(features(train), [s.label for s in train])
     accuracy = model.score(features(test), [s.label for s in test])

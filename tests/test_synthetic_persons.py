@@ -209,7 +209,8 @@ def face_features(path: Path) -> np.ndarray:
     return np.concatenate([colour, hog.ravel()])
 
 
-_MFCC = torchaudio.transforms.MFCC(sample_rate=16000, n_mfcc=30, melkwargs={"n_fft": 512, "hop_length": 160, "n_mels": 40})
+_MFCC = torchaudio.transforms.MFCC(sample_rate=16000, n_mfcc=30,
+                                   melkwargs={"n_fft": 512, "hop_length": 160, "n_mels": 40})
 
 
 def voice_features(path: Path) -> np.ndarray:

@@ -35,11 +35,15 @@ class Device(str, Enum):
 
 
 # ---- shared options: one name, one meaning, on every command that takes them
-RecipeOpt = Annotated[Optional[str], typer.Option("--recipe", "-r", help="Recipe file, or the name of a shipped recipe.")]
-WorkdirOpt = Annotated[Path, typer.Option("--workdir", "-w", help="Work directory holding manifest, stores, runs and reports.")]
-SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a recipe value, e.g. --set training.lr=0.01 (repeatable).")]
+RecipeOpt = Annotated[Optional[str], typer.Option("--recipe", "-r",
+                                                   help="Recipe file, or the name of a shipped recipe.")]
+WorkdirOpt = Annotated[Path, typer.Option("--workdir", "-w",
+                                          help="Work directory holding manifest, stores, runs and reports.")]
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a recipe value, e.g. "
+                                                                   "--set training.lr=0.01 (repeatable).")]
 DeviceOpt = Annotated[Device, typer.Option("--device", help="Where to compute: auto picks cuda when present.")]
-SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Seed of everything random this command does (overrides the recipe).")]
+SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Seed of everything random this command does "
+                                                                "(overrides the recipe).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable JSON result on stdout.")]
 VerboseOpt = Annotated[int, typer.Option("--verbose", "-v", count=True, help="More detail (repeatable).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and the result.")]
@@ -105,12 +109,14 @@ def load(recipe: str | None, overrides: list[str] | None, options: dict | None =
 
 
 # ---- options of the commands that compute
-ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue the run in WORKDIR/runs/NAME from its last checkpoint.")]
+ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue the run in WORKDIR/runs/NAME from its "
+                                                          "last checkpoint.")]
 NprocOpt = Annotated[int, typer.Option("--nproc", min=1, help="Processes on this machine (runs torchrun for you; "
                                                                "one GPU each on CUDA, gloo on CPU).")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Recompute the store from nothing instead of resuming it.")]
 AllowStaleOpt = Annotated[bool, typer.Option("--allow-stale", help="Use a store written with other inputs "
-                                                                    "than the recipe asks for (after saying what differs).")]
+                                                                    "than the recipe asks for (after saying what "
+                                                                    "differs).")]
 
 
 def relaunch_under_torchrun(nproc: int) -> None:

@@ -38,10 +38,12 @@ Modality = Enum("Modality", {name: name for name in MODALITIES}, type=str)
 @user_errors
 def extract_teacher(recipe: RecipeOpt = None, workdir: WorkdirOpt = DEFAULT_WORKDIR, set_: SetOpt = None,
                     weights: Annotated[Optional[str], typer.Option(help="Teacher weights: vggface2, casia-webface, "
-                                                                        "a file, a checkpoint or model directory.")] = None,
+                                                                        "a file, a checkpoint or model "
+                                                                        "directory.")] = None,
                     kind: Annotated[Optional[str], typer.Option(help="Teacher kind: face, text, checkpoint, or a "
                                                                      "control (random, class-mean, shuffled, with "
-                                                                     "--set teacher.source_kind=...); default: the recipe's.")] = None,
+                                                                     "--set teacher.source_kind=...); "
+                                                                     "default: the recipe's.")] = None,
                     device: DeviceOpt = Device.auto, force: ForceOpt = False, nproc: NprocOpt = 1,
                     json_: JsonOpt = False, verbose: VerboseOpt = 0, quiet: QuietOpt = False):
     """Run the teacher once over the dataset; its embeddings go to WORKDIR/teacher/<fingerprint>."""
@@ -71,7 +73,8 @@ def score_quality(modality: Annotated[Modality, typer.Option(help="Which input o
 
 
 # ---------------------------------------------------------------- shards
-StoreArg = Annotated[Path, typer.Argument(help="Store directory (holds meta.json), e.g. xmd-work/teacher/<fingerprint>.")]
+StoreArg = Annotated[Path, typer.Argument(help="Store directory (holds meta.json), "
+                                               "e.g. xmd-work/teacher/<fingerprint>.")]
 
 
 @shards_app.command("info")

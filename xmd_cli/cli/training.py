@@ -77,7 +77,8 @@ def _fit(kind: str, options: FitOptions, shown: OutputOptions) -> None:
 @user_errors
 def train(recipe: RecipeOpt = None, workdir: WorkdirOpt = DEFAULT_WORKDIR, set_: SetOpt = None,
           device: DeviceOpt = Device.auto, seed: SeedOpt = None, resume: ResumeOpt = False, nproc: NprocOpt = 1,
-          force: StartOverOpt = False, allow_recipe_change: AllowRecipeChangeOpt = False, json_: JsonOpt = False, verbose: VerboseOpt = 0, quiet: QuietOpt = False):
+          force: StartOverOpt = False, allow_recipe_change: AllowRecipeChangeOpt = False, json_: JsonOpt = False,
+          verbose: VerboseOpt = 0, quiet: QuietOpt = False):
     """Train one model on one modality, supervised: the demo's face teacher, or the student alone."""
     _fit("train", FitOptions(recipe=recipe, workdir=workdir, overrides=set_, device=device, seed=seed, resume=resume,
                              nproc=nproc, force=force, allow_recipe_change=allow_recipe_change),

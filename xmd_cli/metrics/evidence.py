@@ -65,8 +65,9 @@ def add_verification_intervals(metrics: dict, protocol: dict, scores, labels, en
     >>> speakers = np.repeat(np.arange(4), 2)
     >>> labels = np.arange(8) % 2 == 0
     >>> scores = np.where(labels, 0.8, 0.2) + np.linspace(-0.3, 0.3, 8)
-    >>> add_verification_intervals(metrics, protocol, scores, labels, speakers, np.where(labels, speakers, 3 - speakers),
-    ...                            p_targets=(), resamples=50, seed=0, source="demo")
+    >>> tests = np.where(labels, speakers, 3 - speakers)
+    >>> add_verification_intervals(metrics, protocol, scores, labels, speakers, tests, p_targets=(), resamples=50,
+    ...                            seed=0, source="demo")
     >>> sorted(metrics["eer"]), metrics["eer"]["chance"], protocol["bootstrap_unit"]
     (['chance', 'ci_high', 'ci_low', 'n', 'value'], 0.5, 'identity')
     >>> add_verification_intervals({}, protocol, scores, labels, speakers, speakers, p_targets=(), resamples=0,

@@ -117,7 +117,8 @@ class ShardWriter:
             for header in headers:
                 if header.metadata.get("fingerprint") != self.fingerprint.digest:
                     raise XmdError(f"{header.path}: written for another fingerprint than {self.directory / META}",
-                                   hint="a shard from another store was copied here; remove it, or rebuild with --force")
+                                   hint="a shard from another store was copied here; remove it, "
+                                        "or rebuild with --force")
                 self._done.update(header.ids)
             own = [seq for rank, seq, _ in list_shards(self.directory) if rank == self.rank]
             self._next_seq = max(own) + 1 if own else 0

@@ -153,5 +153,6 @@ def _finish(store: Path, manifest, components: dict, config, world: int, out: Ou
     if rate > config.max_failure_rate:
         raise XmdError(f"{len(failures)} of {total} samples failed ({rate:.1%}), above "
                        f"teacher.max_failure_rate {config.max_failure_rate:.1%}; reasons in {store / FAILURES}",
-                       hint="the rows that worked are kept; fix the inputs and rerun, or raise teacher.max_failure_rate")
+                       hint="the rows that worked are kept; fix the inputs and rerun, "
+                            "or raise teacher.max_failure_rate")
     return summary

@@ -105,7 +105,8 @@ def _background(spec: FaceSpec, shot: Shot, full: int) -> Image.Image:
         draw.rectangle((0, 0, side, horizon), fill=mix_colour(hue, (150, 190, 230), 0.6))
         for _ in range(14):
             cx, cy, r = rng.uniform(0, side), rng.uniform(horizon - side * 0.1, side), side * rng.uniform(0.05, 0.15)
-            draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=_shade(mix_colour(hue, (60, 110, 50), 0.7), rng.uniform(0.7, 1.2)))
+            draw.ellipse((cx - r, cy - r, cx + r, cy + r),
+                         fill=_shade(mix_colour(hue, (60, 110, 50), 0.7), rng.uniform(0.7, 1.2)))
     elif spec.background == "office":  # windows in a wall
         for _ in range(3):
             x, y = rng.uniform(0, side * 0.8), rng.uniform(0, side * 0.5)
@@ -257,7 +258,8 @@ class _Face:
     def mouth(self, draw) -> None:
         s, sh = self.spec, self.shot
         w, y, lift = 0.3 * s.mouth_w, s.mouth_y, 0.05 * sh.smile
-        upper = [self.p(x, y - 0.05 * s.lip_full * (1 - (x / w) ** 2) - 0.015 * math.cos(x / w * 9) - lift * (x / w) ** 2, 0.35)
+        upper = [self.p(x, y - 0.05 * s.lip_full * (1 - (x / w) ** 2) - 0.015 * math.cos(x / w * 9)
+                        - lift * (x / w) ** 2, 0.35)
                  for x in np.linspace(-w, w, 15)]
         lower = [self.p(x, y + 0.075 * s.lip_full * (1 - (x / w) ** 2) - lift * (x / w) ** 2, 0.35)
                  for x in np.linspace(w, -w, 15)]
@@ -295,7 +297,8 @@ class _Face:
             draw.rounded_rectangle(self.box(side * s.eye_sep, s.eye_y + 0.01, 0.26, 0.13, 0.3),
                                    radius=self.hw * 0.08, outline=frame, width=width)
             x_out, y_out = self.p(side * (s.eye_sep + 0.26), s.eye_y - 0.04, 0.3)
-            draw.line([(x_out, y_out), (self.cx + side * 0.98 * self.hw, self.cy - 0.03 * self.hh)], fill=frame, width=width)
+            draw.line([(x_out, y_out), (self.cx + side * 0.98 * self.hw, self.cy - 0.03 * self.hh)],
+                      fill=frame, width=width)
         draw.arc(self.box(0, s.eye_y + 0.01, s.eye_sep - 0.26, 0.05, 0.35), 200, 340, fill=frame, width=width)
 
 

@@ -123,7 +123,8 @@ def _face(shared: dict, face_only: dict, rng: np.random.Generator) -> tuple[Face
     else:
         styles, beard = {"long": 0.55, "bob": 0.3, "bun": 0.15 + 0.2 * old}, "none"
     style = _pick(rng, styles)
-    skin = tuple(int(c) for c in np.clip(np.array(SKIN_TONES[face_only["skin_tone"]]) * rng.uniform(0.96, 1.04), 0, 255))
+    skin = tuple(int(c) for c in np.clip(np.array(SKIN_TONES[face_only["skin_tone"]]) * rng.uniform(0.96, 1.04),
+                                         0, 255))
     lip_target = (176, 64, 78) if not male else (160, 92, 88)
     n = rng.normal
     spec = FaceSpec(
