@@ -83,6 +83,8 @@ def check_scores(scores, labels, *, source: str = "scores") -> tuple[np.ndarray,
 def operating_points(scores, labels, *, source: str = "scores") -> OperatingPoints:
     """P_miss and P_fa at every distinct threshold, from one sort of the scores.
 
+    Examples
+    --------
     Tied scores share one operating point (here the two 0.2 scores):
 
     >>> points = operating_points([0.9, 0.2, 0.1, 0.2], [1, 1, 0, 0])

@@ -29,6 +29,8 @@ def export(directory: Path, out_path: Path, *, chunk: int = 4096) -> dict:
 
     Returns what was written: {out, ids, rows, dim, format}.
 
+    Examples
+    --------
     >>> import tempfile
     >>> from xmd_cli.shards.writer import ShardWriter
     >>> store = Path(tempfile.mkdtemp())

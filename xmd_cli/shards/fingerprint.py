@@ -21,6 +21,8 @@ SHORT = 12  # hex digits of the hash in a store's directory name
 def canonical_json(value) -> str:
     """JSON with sorted keys and no spaces, the form every hash of xmd is taken of.
 
+    Examples
+    --------
     >>> canonical_json({"b": 1, "a": [1.5, "é"]})
     '{"a":[1.5,"é"],"b":1}'
     """
@@ -31,6 +33,8 @@ def canonical_json(value) -> str:
 class Fingerprint:
     """The named components that made a store's values, and the sha256 of their canonical JSON.
 
+    Examples
+    --------
     >>> fp = Fingerprint({"teacher": "facenet", "dtype": "float16"})
     >>> fp.digest == Fingerprint({"dtype": "float16", "teacher": "facenet"}).digest, len(fp.digest), len(fp.short)
     (True, 64, 12)
@@ -64,6 +68,8 @@ def diff(expected: Mapping, found: Mapping, *, only_expected_keys: bool = False)
     `only_expected_keys` ignores components the store has and the consumer did not
     ask about (a reader that does not care about, say, the xmd version).
 
+    Examples
+    --------
     >>> expected = {"teacher": "facenet", "dtype": "float16"}
     >>> for line in diff(expected, {"teacher": "facenet", "dtype": "float32", "xmd_version": "0.1"}):
     ...     print(line)
@@ -87,6 +93,8 @@ def diff(expected: Mapping, found: Mapping, *, only_expected_keys: bool = False)
 def store_dir(root: Path, kind: str, components: Mapping) -> Path:
     """The conventional home of a store: ROOT/<kind>/<short hash>/ (kind: teacher or quality).
 
+    Examples
+    --------
     >>> path = store_dir(Path("work"), "teacher", {"teacher": "facenet"})
     >>> path.parent.as_posix(), path.name == Fingerprint({"teacher": "facenet"}).short
     ('work/teacher', True)

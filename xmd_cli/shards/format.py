@@ -46,6 +46,8 @@ MAX_HEADER = 100_000_000  # the safetensors library's own limit
 def shard_name(rank: int, seq: int) -> str:
     """The file name of a rank's seq-th shard.
 
+    Examples
+    --------
     >>> shard_name(1, 2)
     'shard-r001-00002.safetensors'
     """
@@ -55,6 +57,8 @@ def shard_name(rank: int, seq: int) -> str:
 def lock_name(rank: int) -> str:
     """The file name of a rank's writer lock.
 
+    Examples
+    --------
     >>> lock_name(3)
     'writer-r003.lock'
     """
@@ -64,6 +68,8 @@ def lock_name(rank: int) -> str:
 def list_shards(directory: Path) -> list[tuple[int, int, str]]:
     """(rank, seq, name) of every complete shard, in writing order.
 
+    Examples
+    --------
     Temporary files and anything else in the directory are not shards:
 
     >>> import tempfile
@@ -84,6 +90,8 @@ def list_shards(directory: Path) -> list[tuple[int, int, str]]:
 def atomic_write(path: Path, data: bytes) -> None:
     """Temporary file, fsync, rename, fsync the directory: the file is whole or absent.
 
+    Examples
+    --------
     >>> import tempfile
     >>> path = Path(tempfile.mkdtemp()) / "note.txt"
     >>> atomic_write(path, b"hello")
@@ -110,6 +118,8 @@ def make_meta(fingerprint_digest: str, components: dict, *, dim: int, dtype: str
               shard_rows: int) -> dict:
     """The content of a new store's meta.json (with this xmd's version and the time now).
 
+    Examples
+    --------
     >>> meta = make_meta("ab" * 32, {"teacher": "demo"}, dim=2, dtype="float16", frames="mean", shard_rows=4)
     >>> meta["format"], meta["components"], meta["dim"], meta["frames"]
     ('xmd-store', {'teacher': 'demo'}, 2, 'mean')
@@ -123,6 +133,8 @@ def make_meta(fingerprint_digest: str, components: dict, *, dim: int, dtype: str
 def write_meta(directory: Path, meta: dict) -> None:
     """Write meta.json atomically (sorted keys, one key a line).
 
+    Examples
+    --------
     >>> import tempfile
     >>> directory = Path(tempfile.mkdtemp())
     >>> write_meta(directory, make_meta("ab" * 32, {}, dim=2, dtype="float32", frames="all", shard_rows=4))
@@ -135,6 +147,8 @@ def write_meta(directory: Path, meta: dict) -> None:
 def read_meta(directory: Path) -> dict:
     """A store's meta.json, checked; an XmdError saying what to do when it is missing or not a store's.
 
+    Examples
+    --------
     >>> import tempfile
     >>> directory = Path(tempfile.mkdtemp())
     >>> write_meta(directory, make_meta("ab" * 32, {"teacher": "demo"}, dim=2, dtype="float16", frames="mean",
@@ -178,6 +192,8 @@ def shard_bytes(rows: np.ndarray, ids: list[str], counts: list[int] | None, *, f
                 rank: int) -> bytes:
     """A whole shard file: safetensors header (ids, hashes) + the raw little-endian rows.
 
+    Examples
+    --------
     >>> import tempfile
     >>> path = Path(tempfile.mkdtemp()) / shard_name(0, 0)
     >>> atomic_write(path, shard_bytes(np.ones((2, 3), np.float16), ["a", "b"], None, fingerprint="f", rank=0))
@@ -200,6 +216,8 @@ def shard_bytes(rows: np.ndarray, ids: list[str], counts: list[int] | None, *, f
 class ShardFormatError(ValueError):
     """A shard file that cannot be what its writer wrote; the message says why.
 
+    Examples
+    --------
     >>> import tempfile
     >>> path = Path(tempfile.mkdtemp()) / shard_name(0, 0)
     >>> _ = path.write_bytes(b"xx")
@@ -214,6 +232,8 @@ class ShardFormatError(ValueError):
 class ShardHeader:
     """What a shard's header says: the layout of its rows, its ids (and frame counts) and its metadata.
 
+    Examples
+    --------
     >>> import tempfile
     >>> path = Path(tempfile.mkdtemp()) / shard_name(0, 0)
     >>> atomic_write(path, shard_bytes(np.ones((2, 3), np.float16), ["a", "b"], None, fingerprint="f", rank=0))
@@ -239,6 +259,8 @@ class ShardHeader:
 def read_header(path: Path, *, check: bool = True) -> ShardHeader:
     """Parse a shard's header without touching its rows (8-byte length, JSON, then raw data).
 
+    Examples
+    --------
     >>> import tempfile
     >>> path = Path(tempfile.mkdtemp()) / shard_name(0, 0)
     >>> atomic_write(path, shard_bytes(np.ones((2, 3), np.float16), ["a", "b"], None, fingerprint="f", rank=0))
@@ -253,6 +275,8 @@ def read_header(path: Path, *, check: bool = True) -> ShardHeader:
 def read_header_from(f, path: Path, *, check: bool = True) -> ShardHeader:
     """read_header on a file already open, so that a caller can go on to hash and map the same inode.
 
+    Examples
+    --------
     >>> import tempfile
     >>> path = Path(tempfile.mkdtemp()) / shard_name(0, 0)
     >>> atomic_write(path, shard_bytes(np.ones((2, 3), np.float16), ["a", "b"], None, fingerprint="f", rank=0))
@@ -283,6 +307,8 @@ def read_header_from(f, path: Path, *, check: bool = True) -> ShardHeader:
 def header_sha256(f) -> str:
     """sha256 of an open shard's header bytes (what read_header_from records), without parsing them.
 
+    Examples
+    --------
     >>> import tempfile
     >>> path = Path(tempfile.mkdtemp()) / shard_name(0, 0)
     >>> atomic_write(path, shard_bytes(np.ones((2, 3), np.float16), ["a", "b"], None, fingerprint="f", rank=0))
@@ -332,6 +358,8 @@ def _parse_header(path: Path, header: dict, data_start: int, size: int, check: b
 def rows_sha256(header: ShardHeader, f=None) -> str:
     """Recompute the data hash the writer recorded (reads the whole shard; `f`: the file already open).
 
+    Examples
+    --------
     >>> import tempfile
     >>> path = Path(tempfile.mkdtemp()) / shard_name(0, 0)
     >>> atomic_write(path, shard_bytes(np.ones((2, 3), np.float16), ["a", "b"], None, fingerprint="f", rank=0))

@@ -55,6 +55,8 @@ class IndexFormatError(ValueError):
 
     `old` marks an index written by an older xmd, which `xmd shards repair` upgrades.
 
+    Examples
+    --------
     >>> error = IndexFormatError("written by an older xmd (xmd-index-1) without a checksum of its own", old=True)
     >>> error.old, isinstance(error, ValueError)
     (True, True)
@@ -70,6 +72,8 @@ def scan_shards(directory: Path, ranks: set[int] | None = None, *, fingerprint: 
     """Headers of every complete shard (of `ranks`, or all); a malformed one, or with `fingerprint` one
     written for another store, is an XmdError naming it.
 
+    Examples
+    --------
     >>> import tempfile
     >>> from xmd_cli.shards.writer import ShardWriter
     >>> store = Path(tempfile.mkdtemp())
@@ -106,6 +110,8 @@ def id_keys(raw: np.ndarray) -> np.ndarray:
     splitmix64 finaliser so that every bit of the id moves every bit of the key. Stable across processes
     (unlike Python's salted hash()), and vectorised: one pass a word of the id, not a call an id.
 
+    Examples
+    --------
     >>> raw = encode_ids(["a", "b", "a"], width=8)[0]
     >>> keys = id_keys(raw)
     >>> keys.dtype.name, bool(keys[0] == keys[2]), bool(keys[0] == keys[1])
@@ -127,6 +133,8 @@ def id_keys(raw: np.ndarray) -> np.ndarray:
 class IndexArrays:
     """The index's arrays (memory-mapped when read from a file) and the lookup of ids in them.
 
+    Examples
+    --------
     >>> import tempfile
     >>> from xmd_cli.shards.writer import ShardWriter
     >>> store = Path(tempfile.mkdtemp())
@@ -189,6 +197,8 @@ class IndexArrays:
 def build_index(headers: list[ShardHeader]) -> tuple[IndexArrays, list[str]]:
     """The index of these shards, and one line per id found in more than one shard.
 
+    Examples
+    --------
     >>> import tempfile
     >>> from xmd_cli.shards.writer import ShardWriter
     >>> store = Path(tempfile.mkdtemp())
@@ -231,6 +241,8 @@ def build_index(headers: list[ShardHeader]) -> tuple[IndexArrays, list[str]]:
 def bucket_table(keys: np.ndarray) -> np.ndarray:
     """Where each run of keys sharing their top bits starts; about one key a bucket.
 
+    Examples
+    --------
     Three keys get 2**2 buckets (by their top two bits), plus the end:
 
     >>> bucket_table(np.array([1, 2**63, 2**64 - 1], dtype=np.uint64)).tolist()
@@ -247,6 +259,8 @@ def merge_index(directory: Path) -> IndexArrays:
     Only a writer finalising the store (and `repair`) calls this: it is the one place
     an index is made, and it refuses a malformed shard or one of another store.
 
+    Examples
+    --------
     >>> import tempfile
     >>> from xmd_cli.shards.writer import ShardWriter
     >>> store = Path(tempfile.mkdtemp())
@@ -281,6 +295,8 @@ def _checksum(metadata: dict, shapes: dict, chunks) -> str:
 def write_index(directory: Path, arrays: IndexArrays, fingerprint: str) -> None:
     """Write index.safetensors atomically, with a checksum of its metadata, layout and bytes.
 
+    Examples
+    --------
     >>> import tempfile
     >>> from xmd_cli.shards.writer import ShardWriter
     >>> store = Path(tempfile.mkdtemp())
@@ -306,6 +322,8 @@ def write_index(directory: Path, arrays: IndexArrays, fingerprint: str) -> None:
 def map_file(path: Path) -> mmap.mmap:
     """The whole file, memory-mapped read-only.
 
+    Examples
+    --------
     >>> import tempfile
     >>> path = Path(tempfile.mkdtemp()) / "data.bin"
     >>> _ = path.write_bytes(b"abc")
@@ -320,6 +338,8 @@ def read_index(directory: Path) -> IndexArrays:
     """The index file, checksum verified, then memory-mapped (the same open file: what was hashed is what
     is mapped). FileNotFoundError when absent; IndexFormatError when unreadable, altered or old.
 
+    Examples
+    --------
     >>> import tempfile
     >>> from xmd_cli.shards.writer import ShardWriter
     >>> store = Path(tempfile.mkdtemp())
@@ -388,6 +408,8 @@ def read_index(directory: Path) -> IndexArrays:
 def load_index(directory: Path) -> IndexArrays | None:
     """read_index, or None when the file is absent, unreadable, altered or old (for reports).
 
+    Examples
+    --------
     >>> import tempfile
     >>> from xmd_cli.shards.writer import ShardWriter
     >>> store = Path(tempfile.mkdtemp())
@@ -411,6 +433,8 @@ def shard_mismatches(arrays: IndexArrays, directory: Path) -> list[tuple[str, st
     bytes changed (replaced by another store's shard of the same name, or altered). Reads each header's
     bytes (tens of kB a shard), not the rows.
 
+    Examples
+    --------
     >>> import tempfile
     >>> from xmd_cli.shards.writer import ShardWriter
     >>> store = Path(tempfile.mkdtemp())
@@ -459,6 +483,8 @@ def open_index(directory: Path, meta: dict) -> IndexArrays:
     """What a reader checks before it reads a row: the index's own checksum, that it is this store's
     (fingerprint), and that it describes exactly the shards on disk. Every refusal names the file.
 
+    Examples
+    --------
     >>> import tempfile
     >>> from xmd_cli.shards.writer import ShardWriter
     >>> store = Path(tempfile.mkdtemp())
@@ -516,6 +542,8 @@ def encode_ids(ids, width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     An id longer than every stored id cannot be in the store; it is flagged instead of
     being cut to `width` bytes, where its prefix might match another id.
 
+    Examples
+    --------
     >>> raw, too_long = encode_ids(["a", "bcd", "é"])
     >>> raw.tolist(), too_long.tolist()
     ([b'a', b'bcd', b'\\xc3\\xa9'], [False, False, False])
@@ -540,6 +568,8 @@ def encode_ids(ids, width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
 def stored_bytes(directory: Path) -> int:
     """Bytes of the files directly in `directory` (not in its subfolders).
 
+    Examples
+    --------
     >>> import tempfile
     >>> directory = Path(tempfile.mkdtemp())
     >>> _ = (directory / "a.bin").write_bytes(b"12345")

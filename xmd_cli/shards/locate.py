@@ -23,6 +23,8 @@ IDENTITY = {"teacher": ("teacher", "source_teacher"), "quality": ("scorer",)}
 def find_store(workdir: Path, kind: str, expected: dict, *, allow_stale: bool, stage: str, out=None) -> Path:
     """The store written with `expected`; with --allow-stale the newest store of the same teacher or scorer.
 
+    Examples
+    --------
     >>> import tempfile
     >>> from xmd_cli.shards.writer import ShardWriter
     >>> workdir, expected = Path(tempfile.mkdtemp()), {"teacher": "facenet", "dtype": "float16"}

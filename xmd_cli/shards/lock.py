@@ -20,6 +20,8 @@ from xmd_cli.shards.format import lock_name
 class WriterLock:
     """The advisory lock of one writer rank: `acquire` takes it or raises an XmdError naming the holder.
 
+    Examples
+    --------
     >>> import tempfile
     >>> lock = WriterLock(Path(tempfile.mkdtemp()), rank=0)
     >>> lock.acquire()
@@ -74,6 +76,8 @@ def _read_pid(fd: int) -> int | None:
 def lock_holder(path: Path) -> int | None | bool:
     """Whether a live writer holds this lock file: its pid (or True if unknown), else False.
 
+    Examples
+    --------
     >>> import tempfile
     >>> lock_holder(Path(tempfile.mkdtemp()) / "writer-r000.lock")  # no such file: nobody writes
     False

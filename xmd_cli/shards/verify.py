@@ -47,6 +47,8 @@ DROPPED = "dropped"  # repair moves the shards it sets aside here (a folder insi
 def verify(directory: Path) -> list[str]:
     """Every problem found, one line each naming the file; an empty list means the store is sound.
 
+    Examples
+    --------
     >>> import tempfile
     >>> from xmd_cli.shards.writer import ShardWriter
     >>> store = Path(tempfile.mkdtemp())
@@ -155,6 +157,8 @@ def _check_index(directory: Path, rebuilt, meta: dict, unreadable: int) -> list[
 def summary(directory: Path) -> dict:
     """What `xmd shards info` shows: counts, layout, fingerprint, size, index and writer state.
 
+    Examples
+    --------
     >>> import tempfile
     >>> from xmd_cli.shards.writer import ShardWriter
     >>> store = Path(tempfile.mkdtemp())
@@ -218,6 +222,8 @@ def repair(directory: Path) -> dict:
     listed that are gone from disk are reported too. The ids dropped are then `pending` to the
     writer, whose rerun recomputes exactly them.
 
+    Examples
+    --------
     >>> import tempfile
     >>> from xmd_cli.shards.writer import ShardWriter
     >>> store = Path(tempfile.mkdtemp())
