@@ -416,6 +416,17 @@ def resampled_verification(score_sets, labels, enroll_ids, test_ids, *, p_target
     The building block of paired comparisons: columns are `eer` then `min_dcf@p` for each p;
     a resample is drawn by `resample_counts(identities, resamples, seed)`, so two calls with the
     same trials and seed resample identically.
+
+    Examples
+    --------
+    >>> speaker = np.repeat(np.arange(10), 4)
+    >>> labels = np.arange(40) % 2 == 0
+    >>> test = np.where(labels, speaker, (speaker + 1) % 10)
+    >>> scores = np.where(labels, 1.0, 0.0) + np.linspace(-0.6, 0.6, 40)
+    >>> points, values = resampled_verification([scores, scores + 0.1], labels, speaker, test, p_targets=(0.05,),
+    ...                                         resamples=20)
+    >>> round(points[0]["eer"], 4), values[0].shape, bool((values[0] == values[1]).all())  # a shift changes nothing
+    (0.1, (20, 2), True)
     """
     from xmd_cli.metrics.verification import verification_summary
     sources = sources or [f"score set {k + 1}" for k in range(len(score_sets))]
@@ -431,12 +442,25 @@ def resampled_verification(score_sets, labels, enroll_ids, test_ids, *, p_target
 
 
 def metric_names(p_targets) -> list[str]:
-    """The columns of `resampled_verification`: eer, then min_dcf@p for each p."""
+    """The columns of `resampled_verification`: eer, then min_dcf@p for each p.
+
+    Examples
+    --------
+    >>> metric_names((0.01, 0.05))
+    ['eer', 'min_dcf@0.01', 'min_dcf@0.05']
+    """
     return _metric_names(p_targets)
 
 
 def paired_difference(point: float, resampled: np.ndarray, confidence: float, lower_is_better: bool) -> dict:
-    """{difference, ci_low, ci_high, verdict} from a point difference and its resampled values."""
+    """{difference, ci_low, ci_high, verdict} from a point difference and its resampled values.
+
+    Examples
+    --------
+    >>> result = paired_difference(-0.02, np.linspace(-0.03, -0.01, 101), 0.95, lower_is_better=True)
+    >>> result["difference"], round(result["ci_low"], 4), round(result["ci_high"], 4), result["verdict"]
+    (-0.02, -0.0295, -0.0105, 'better')
+    """
     low, high = _percentile(resampled, confidence)
     judged = "not resolved" if low is None else verdict(low, high, lower_is_better=lower_is_better)
     return {"difference": float(point), "ci_low": low, "ci_high": high, "verdict": judged}
@@ -523,6 +547,14 @@ def paired_accuracy(corrects, classes, *, resamples: int = 1000, confidence: flo
 
 
 def resampled_accuracy(corrects, classes, *, resamples: int = 1000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(accuracy of each run, (runs x resamples) accuracies), every run on the same stratified resamples."""
+    """(accuracy of each run, (runs x resamples) accuracies), every run on the same stratified resamples.
+
+    Examples
+    --------
+    >>> classes = np.arange(40) % 4
+    >>> points, values = resampled_accuracy([np.arange(40) % 2 == 0, np.ones(40, bool)], classes, resamples=30)
+    >>> points.tolist(), values.shape, values[1].min()  # the second run is right on every resample
+    ([0.5, 1.0], (2, 30), np.float64(1.0))
+    """
     correct, classes = _check_correct(corrects, classes)
     return correct.mean(axis=1), _resampled_correct(correct, classes, resamples, seed) / classes.size

@@ -231,7 +231,8 @@ def to_sample(p: Planned) -> Sample:
                 "jitter": {"face": shot}, "degradation": {"face": strip(p.face_degradation)}}
     else:
         info = {"attributes": p.identity.attributes, "traits": p.identity.traits,
-                "jitter": {"face": shot, "voice": {"text": p.text, **{k: v for k, v in p.speech.items() if k != "seed"}}},
+                "jitter": {"face": shot,
+                           "voice": {"text": p.text, **{k: v for k, v in p.speech.items() if k != "seed"}}},
                 "degradation": {"face": strip(p.face_degradation), "speech": strip(p.speech_degradation)}}
     if p.recording is not None:
         info["recording"] = p.recording
