@@ -114,8 +114,9 @@ def test_table_columns_reach_the_attribute_probe():
     """A table's extra columns (info["columns"], text values) are probed like generated attributes."""
     rows, labels, infos = constructed("attribute")
     columns = [{"columns": {"colour": i["attributes"]["colour"], "age": str(20 + n % 7)}} for n, i in enumerate(infos)]
-    flat = flatten_attributes(columns[:2] + [{"attributes": {"age": 1}, "columns": {"age": "x"}}])
-    assert flat["age"] == [20.0, 21.0, 1] and flat["columns.age"] == [None, None, "x"]  # numbers when all read so
+    flat = flatten_attributes(columns[:2] + [{"attributes": {"age": 1}}])
+    assert flat["age"] == [None, None, 1] and flat["columns.age"] == [20.0, 21.0, None]  # numbers when all read so
+    assert flatten_attributes([{"columns": {"id2": "7"}}, {"columns": {"id2": "b"}}])["id2"] == ["7", "b"]
     measured = beyond_label(rows, labels, columns, seed=0)
     by_name = {a["attribute"]: a for a in measured["attributes"]}
     assert by_name["colour"]["p"] <= 0.05 and by_name["colour"]["score"] > 0.9
@@ -138,7 +139,7 @@ def test_diagnose_reports_the_qaw_effective_sample_size(tmp_path):
     strict = load_recipe(None, ["quality.teacher.modality=text", "method.qaw.beta=0",
                                 "method.qaw.min_effective_share=1"])
     assert v.qaw_effective_verdict(_qaw_effective(strict, manifest, False, None))["code"] == "concentrated"
-    assert "student" in _qaw_effective(load_recipe(None, ["quality.teacher.modality=text"]), manifest, False,
+    assert "quality.student" in _qaw_effective(load_recipe(None, ["quality.teacher.modality=text"]), manifest, False,
                                        None)["skipped"]  # beta 1 needs the speech store, which is missing
 
 

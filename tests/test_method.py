@@ -172,10 +172,11 @@ def test_new_terms_are_off_by_default():
 
 # ---------------------------------------------------------------- teacher-generated classifier
 def linear_generated_loss(class_means, has_mean=None, generated_weight=1.0, **kwargs) -> DistillationLoss:
-    """2-d teacher and student, P(t) = diag(2, 1) t (no bias), a teacher-generated AAM with s = 10, a = 0.2."""
+    """2-d teacher and student, P(t) = diag(2, 1) t (no bias), a teacher-generated AAM with s = 2, a = 0.2
+    (a small scale keeps the losses far from 0, where float32 cross-entropy loses digits)."""
     loss = DistillationLoss(student_dim=2, teacher_dim=2, classes=class_means.shape[0], projection="linear",
                             feature=FeatureTerm(loss="none"),
-                            classifier=ClassifierTerm(kind="teacher-generated", scale=10.0, angular_margin=0.2,
+                            classifier=ClassifierTerm(kind="teacher-generated", scale=2.0, angular_margin=0.2,
                                                       generated_weight=generated_weight),
                             qaw=NO_QAW, class_means=class_means, has_class_mean=has_mean, **kwargs)
     with torch.no_grad():
@@ -193,13 +194,14 @@ def test_generated_rows_are_the_projected_class_means_normalised():
 
 def test_generated_classifier_loss_is_aam_on_the_generated_rows():
     loss = linear_generated_loss(torch.tensor([[1.0, 1.0], [0.0, 3.0]]))
+    loss.eval()  # one sample: the teacher terms need two rows only in training (BatchNorm); P here has none
     terms = loss(torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]]), torch.tensor([0]))
-    # Student (1, 0), class 0: cos theta_0 = 2/sqrt 5, cos theta_1 = 0; target logit 10 cos(theta_0 + 0.2).
-    target = 10 * math.cos(math.acos(2 / math.sqrt(5)) + 0.2)
+    # Student (1, 0), class 0: cos theta_0 = 2/sqrt 5, cos theta_1 = 0; target logit 2 cos(theta_0 + 0.2).
+    target = 2 * math.cos(math.acos(2 / math.sqrt(5)) + 0.2)
     assert terms["cls_student"].item() == pytest.approx(math.log(1 + math.exp(-target)), rel=1e-5)
-    # The projected teacher P(0, 1) = (0, 1) lies on class 1's row: theta_0 = acos(1/sqrt 5).
-    target_z = 10 * math.cos(math.acos(1 / math.sqrt(5)) + 0.2)
-    assert terms["cls_teacher"].item() == pytest.approx(math.log(1 + math.exp(10 - target_z)), rel=1e-5)
+    # The projected teacher P(0, 1) = (0, 1) lies on class 1's row (logit 2): theta_0 = acos(1/sqrt 5).
+    target_z = 2 * math.cos(math.acos(1 / math.sqrt(5)) + 0.2)
+    assert terms["cls_teacher"].item() == pytest.approx(math.log(1 + math.exp(2 - target_z)), rel=1e-5)
 
 
 def test_generated_rows_mix_with_learned_rows_and_fall_back_for_classes_without_teacher():
@@ -214,7 +216,8 @@ def test_generated_rows_mix_with_learned_rows_and_fall_back_for_classes_without_
 
 def test_generated_classifier_trains_through_p_and_checkpoints_the_rows_it_uses():
     torch.manual_seed(0)
-    loss = DistillationLoss(student_dim=4, teacher_dim=6, classes=3, classifier=ClassifierTerm(kind="teacher-generated"),
+    loss = DistillationLoss(student_dim=4, teacher_dim=6, classes=3,
+                            classifier=ClassifierTerm(kind="teacher-generated"),
                             qaw=NO_QAW, class_means=torch.randn(3, 6))
     norm = loss.projection.net[1]
     running = norm.running_mean.clone()
@@ -290,3 +293,61 @@ def test_qaw_effective_summary_flags_a_low_share():
     assert summary["effective_share"] == pytest.approx(summary["effective_size"] / 4) and summary["below"]
     assert "below method.qaw.min_effective_share 0.5" in describe_qaw_effective(summary)
     assert not qaw_effective(QAWConfig(gamma=0.0), quality, 4)["below"]  # gamma 0: equal weights, share 1
+
+
+# ---------------------------------------------------------------- end to end
+@pytest.mark.slow
+def test_teacher_generated_relation_run_evaluates_with_its_generated_classifier(tmp_path):
+    """distill (teacher-generated W, relation term, QAW) on tiny synthetic-captions, then classification:
+    the checkpoint's W is P(class means) of the final P, and evaluate classifies with it."""
+    import json
+
+    import numpy as np
+    from typer.testing import CliRunner
+
+    from xmd_cli.cli import app
+    from xmd_cli.data.manifest import read_manifest
+    from xmd_cli.inference import embed_samples, load_checkpoint
+    from xmd_cli.models.distill import generated_class_weights, project_with_running_stats
+
+    runner = CliRunner()
+
+    def xmd(*args):
+        result = runner.invoke(app, [str(a) for a in args])
+        assert result.exit_code == 0, result.output
+        return result
+
+    work = tmp_path / "w"
+    tiny = ["--set", "student.image_size=32", "--set", "student.image_channels=[8,8,16,16]",
+            "--set", "student.embedding_dim=16", "--set", "training.epochs=2", "--set", "training.batch_size=8",
+            "--set", "method.classifier.kind=teacher-generated", "--set", "method.relation.weight=0.5",
+            "--set", "method.qaw.apply_to=[feat,cls_teacher,relation]", "--set", "name=tg"]
+    xmd("prepare", "synthetic-captions", "--tiny", "-w", work, "-q")
+    xmd("extract-teacher", "-r", "demo-captions", "-w", work, "--device", "cpu", "-q")
+    for modality in ("text", "image"):
+        xmd("score-quality", "-r", "demo-captions", "-w", work, "--modality", modality, "-q")
+    xmd("distill", "-r", "demo-captions", "-w", work, "--device", "cpu", *tiny, "-q")
+    run = work / "runs" / "tg"
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert any("loss/relation" in r for r in records)
+    epoch_ends = [r for r in records if "qaw/effective_share" in r]
+    assert len(epoch_ends) == 2 and 0 < epoch_ends[0]["qaw/effective_share"] <= 1
+    meta = json.loads((run / "checkpoints" / "best" / "meta.json").read_text())
+    assert meta["qaw_effective"]["effective_share"] == pytest.approx(epoch_ends[0]["qaw/effective_share"])
+
+    model = load_checkpoint(run / "checkpoints" / "best", torch.device("cpu"))
+    with torch.no_grad():
+        rebuilt = generated_class_weights(
+            project_with_running_stats(model.projection(), model.weights["method.generated.class_means"]),
+            model.weights["method.generated.has_mean"], model.weights["method.generated.learned"], 1.0)
+    assert torch.allclose(model.classifier_weight(), rebuilt, atol=1e-5)
+
+    result = xmd("evaluate", "-r", "demo-captions", "-w", work, "--device", "cpu", "--set", "name=tg",
+                 "--task", "classification", "--json")
+    report = json.loads(result.stdout)
+    manifest = read_manifest(work)
+    test = manifest.split("test")
+    rows = torch.from_numpy(embed_samples(model, manifest, test, stage="test")).float()
+    predicted = (F.normalize(rows, dim=1) @ F.normalize(rebuilt, dim=1).T).argmax(1).numpy()
+    truth = np.array([model.classes.index(s.label) for s in test])
+    assert report["metrics"]["top1"]["value"] == pytest.approx(float(np.mean(predicted == truth)))

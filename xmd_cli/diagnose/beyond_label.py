@@ -66,12 +66,22 @@ def flatten_attributes(infos: list[dict]) -> dict[str, list]:
                 elif isinstance(value, (str, bool, Number)) and value is not None:
                     values[name] = value
         walk((info or {}).get("attributes") or {}, "")
-        for key, value in ((info or {}).get("columns") or {}).items():
-            if isinstance(value, (str, bool, Number)) and value is not None:
-                values[f"columns.{key}" if key in values else key] = value
         flat.append(values)
+    attributes = {k for f in flat for k in f}
+    for name, values in _table_columns(infos).items():
+        for sample, value in zip(flat, values):
+            if value is not None:
+                sample[f"columns.{name}" if name in attributes else name] = value
     names = sorted({k for f in flat for k in f})
-    return {name: _numbers_if_all([f.get(name) for f in flat]) for name in names}
+    return {name: [f.get(name) for f in flat] for name in names}
+
+
+def _table_columns(infos: list[dict]) -> dict[str, list]:
+    """`info["columns"]` by column name (scalars only, None where absent), numeric columns as floats."""
+    rows = [{k: v for k, v in ((info or {}).get("columns") or {}).items() if isinstance(v, (str, bool, Number))}
+            for info in infos]
+    names = sorted({k for row in rows for k in row})
+    return {name: _numbers_if_all([row.get(name) for row in rows]) for name in names}
 
 
 def _numbers_if_all(values: list) -> list:

@@ -51,8 +51,8 @@ def run_diagnose(recipe: Recipe, workdir: Path, *, checkpoint: Path | None = Non
     if absent:
         from xmd_cli.stages.side_info import missing_rows_policy
         # diagnose trains nothing: either non-stop choice means leaving those samples out
-        missing_rows_policy("stop" if recipe.method.missing == "stop" else "drop", sorted(absent), len(manifest.samples), "samples",
-                            "teacher row", store, out)
+        missing_rows_policy("stop" if recipe.method.missing == "stop" else "drop", sorted(absent),
+                            len(manifest.samples), "samples", "teacher row", store, out)
     samples = [s for s in manifest.samples if s.id not in absent]
     if len(samples) < 4:
         raise XmdError(f"{store}: only {len(samples)} sample(s) of the manifest have a teacher row; "
@@ -97,7 +97,8 @@ def run_diagnose(recipe: Recipe, workdir: Path, *, checkpoint: Path | None = Non
               "manifest_sha256": manifest.fingerprint, "samples": len(ids), "classes": len(set(labels)),
               "seed": seed, "checkpoint": str(checkpoint) if checkpoint else None, "quality_store": quality_store,
               "how": (f"unit-normalised teacher rows of every sample with a row (all splits); "
-                      f"{sep.get('folds', '-')}-fold stratified CV (seed {seed}); attribute and direction nulls: {PERMUTATIONS} permutations; "
+                      f"{sep.get('folds', '-')}-fold stratified CV (seed {seed}); attribute and direction nulls: "
+                      f"{PERMUTATIONS} permutations; "
                       f"CKA null: {CKA_PERMUTATIONS} permutations"),
               "separability": sep, "beyond_label": beyond, "cka": cka, "quality_reliability": quality,
               "qaw_effective": qaw,
@@ -156,7 +157,7 @@ def _qaw_effective(recipe, manifest, allow_stale, out) -> dict:
         try:
             readers[side] = quality_store(getattr(recipe.quality, side), manifest, allow_stale=allow_stale, out=out)
         except XmdError as e:
-            return {"skipped": e.message}
+            return {"skipped": f"quality.{side} (QAW exponent {exponent:g}): {e.message}"}
         missing = set(readers[side].missing(ids))
         ids = [i for i in ids if i not in missing]
     return qaw_effective(qaw, quality_columns(readers, ids), len(ids))

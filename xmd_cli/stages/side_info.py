@@ -61,7 +61,8 @@ class DistillationInputs:
                            hint="check that extract-teacher (and score-quality) ran on this work directory")
 
     def provenance(self) -> dict:
-        return {"teacher_store": str(Path(self.teacher_path).resolve()), "teacher_fingerprint": self.teacher.meta["fingerprint"],
+        return {"teacher_store": str(Path(self.teacher_path).resolve()),
+                "teacher_fingerprint": self.teacher.meta["fingerprint"],
                 "quality_stores": {side: str(Path(r.directory).resolve()) for side, r in self.quality.items()}}
 
     def __call__(self, indices: torch.Tensor) -> dict:
