@@ -84,7 +84,6 @@ class DistillationInputs:
             side[f"{name}_quality"] = torch.from_numpy(quality)
         return side
 
-
     def class_means(self, dataset, classes: int) -> tuple[torch.Tensor, torch.Tensor]:
         """([classes, teacher_dim] mean teacher row of each class over `dataset`'s samples, [classes] whether
         the class has any row). Read once before training; the means never change during it."""
