@@ -110,6 +110,39 @@ def test_within_class_share_is_zero_for_one_point_per_class_and_flatten_attribut
     assert set(flat) == {"colour", "shape", "nested.size"} and flat["colour"][2] is None
 
 
+def test_table_columns_reach_the_attribute_probe():
+    """A table's extra columns (info["columns"], text values) are probed like generated attributes."""
+    rows, labels, infos = constructed("attribute")
+    columns = [{"columns": {"colour": i["attributes"]["colour"], "age": str(20 + n % 7)}} for n, i in enumerate(infos)]
+    flat = flatten_attributes(columns[:2] + [{"attributes": {"age": 1}}])
+    assert flat["age"] == [None, None, 1] and flat["columns.age"] == [20.0, 21.0, None]  # numbers when all read so
+    assert flatten_attributes([{"columns": {"id2": "7"}}, {"columns": {"id2": "b"}}])["id2"] == ["7", "b"]
+    measured = beyond_label(rows, labels, columns, seed=0)
+    by_name = {a["attribute"]: a for a in measured["attributes"]}
+    assert by_name["colour"]["p"] <= 0.05 and by_name["colour"]["score"] > 0.9
+    assert v.beyond_label_verdict(measured)["code"] == "structured"
+
+
+def test_diagnose_reports_the_qaw_effective_sample_size(tmp_path):
+    from xmd_cli.recipe import load_recipe
+    from xmd_cli.stages.diagnose import _qaw_effective
+
+    write_constructed_workdir(tmp_path, "attribute")
+    manifest = read_manifest(tmp_path)
+    recipe = load_recipe(None, ["quality.teacher.modality=text", "method.qaw.beta=0"])
+    measured = _qaw_effective(recipe, manifest, False, None)
+    quality = 1 - centroid_distances(*constructed("attribute")[:2])  # what the store holds, as float32
+    w = quality.astype(np.float32).astype(np.float64)
+    assert measured["samples"] == K * PER
+    assert measured["effective_size"] == pytest.approx(w.sum() ** 2 / (w ** 2).sum(), rel=1e-5)
+    assert v.qaw_effective_verdict(measured)["code"] == ("concentrated" if measured["below"] else "spread")
+    strict = load_recipe(None, ["quality.teacher.modality=text", "method.qaw.beta=0",
+                                "method.qaw.min_effective_share=1"])
+    assert v.qaw_effective_verdict(_qaw_effective(strict, manifest, False, None))["code"] == "concentrated"
+    assert "quality.student" in _qaw_effective(load_recipe(None, ["quality.teacher.modality=text"]), manifest, False,
+                                       None)["skipped"]  # beta 1 needs the speech store, which is missing
+
+
 @pytest.mark.parametrize("kind, expected", [("one-hot", "restates-label"), ("attribute", "structured"),
                                             ("noise", "noise")])
 def test_beyond_label_verdicts(kind, expected):
@@ -229,7 +262,7 @@ def test_diagnose_command_writes_the_report_with_verdicts(tmp_path):
     report = json.loads(result.stdout)
     assert {k: x["code"] for k, x in report["verdicts"].items()} == {
         "separability": "separates", "beyond_label": "structured", "cka": "not-measured",
-        "quality_reliability": "informative"}
+        "quality_reliability": "informative", "qaw_effective": "not-measured"}  # no speech quality store
     out = tmp_path / "reports" / "run" / "diagnose"
     assert json.loads((out / "report.json").read_text())["verdicts"] == report["verdicts"]
     markdown = (out / "report.md").read_text()

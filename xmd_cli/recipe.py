@@ -208,15 +208,20 @@ class FeatureLossConfig(Section):
 
 
 class ClassifierLossConfig(Section):
-    kind: Literal["none", "shared", "logit-kd"] = Field(
+    kind: Literal["none", "shared", "teacher-generated", "logit-kd"] = Field(
         "shared", description="classifier-level term: shared (the projected teacher is classified by the "
-        "student's own classifier), logit-kd (the hard baseline: match softened teacher logits), or none")
+        "student's own classifier), teacher-generated (as shared, but each class's row of that classifier is "
+        "the projected mean teacher row of its training samples), logit-kd (the hard baseline: match softened "
+        "teacher logits), or none")
     weight: float = Field(1.0, ge=0, description="weight of the classifier-level term in the total loss")
     temperature: float = Field(4.0, gt=0, description="logit-kd: softening temperature of both logits")
     scale: float = Field(30.0, gt=0, description="scale of the angular-margin softmax logits")
     angular_margin: float = Field(0.2, ge=0, lt=math.pi / 2, description="angle in radians added to the "
                                   "true class in the angular-margin (AAM, ArcFace) softmax; 0 is a plain "
                                   "cosine softmax")
+    generated_weight: float = Field(1.0, ge=0, le=1, description="teacher-generated: share of the generated "
+                                    "row in each class's classifier row; the rest is a learned row (1: "
+                                    "generated only; classes without a teacher row always use the learned row)")
 
 
 class QAWConfig(Section):
@@ -229,8 +234,21 @@ class QAWConfig(Section):
     tau: float = Field(0.1, gt=0, description="softmax mode: temperature (smaller: sharper)")
     alpha: float = Field(1.0, ge=0, description="how much the teacher-side (face) quality counts")
     beta: float = Field(1.0, ge=0, description="how much the student-side (voice) quality counts")
-    apply_to: list[Literal["feat", "cls_teacher", "cls_student"]] = Field(
-        default_factory=lambda: ["feat", "cls_teacher"], description="the loss terms the weights scale")
+    apply_to: list[Literal["feat", "cls_teacher", "cls_student", "relation"]] = Field(
+        default_factory=lambda: ["feat", "cls_teacher"], description="the loss terms the weights scale "
+        "(relation: each pair by w_i w_j)")
+    min_effective_share: float = Field(0.5, ge=0, le=1, description="warn when the weights' effective sample "
+                                       "size over the training set, (sum w)^2 / sum w^2, is below this share "
+                                       "of its samples (a few samples then carry the teacher terms)")
+
+
+class RelationConfig(Section):
+    weight: float = Field(0.0, ge=0, description="weight of the relational term in the total loss (0: off)")
+    margin: float = Field(0.1, ge=0, lt=2, description="difference between a student pair's cosine and the "
+                          "teacher pair's that is left alone; only the excess counts (0: the hard constraint)")
+    target: Literal["projected", "raw"] = Field("projected", description="the teacher pairs' cosines: of the "
+                                                "projected embeddings P(t) (trains P too), or of the raw "
+                                                "teacher embeddings t (a fixed target)")
 
 
 class MethodConfig(Section):
@@ -240,6 +258,7 @@ class MethodConfig(Section):
     feature: FeatureLossConfig = Field(default_factory=FeatureLossConfig)
     classifier: ClassifierLossConfig = Field(default_factory=ClassifierLossConfig)
     qaw: QAWConfig = Field(default_factory=QAWConfig)
+    relation: RelationConfig = Field(default_factory=RelationConfig)
     missing: Literal["stop", "drop", "no-distill"] = Field(
         "stop", description="a sample without teacher or quality row: stop and say how many (default), "
                             "drop it, or train it without distillation terms")

@@ -6,7 +6,8 @@ embeddings (the residual after subtracting each class's mean), and only if that
 part is structure, not noise. Two tests of structure:
 
 - attributes: can the residual predict analysis-only metadata of the sample
-  (`Sample.info["attributes"]`: colour, pose, ...)? Cross-validated, against the
+  (`Sample.info["attributes"]`: colour, pose, ...; and a table's extra columns,
+  `Sample.info["columns"]`: gender, age, ...)? Cross-validated, against the
   same score with the attribute permuted within each class (a null that keeps the
   class's distribution of the attribute).
 - recurring directions: do the main directions of within-class variation of half
@@ -46,7 +47,13 @@ def within_class_share(rows: np.ndarray, codes: np.ndarray) -> float:
 
 
 def flatten_attributes(infos: list[dict]) -> dict[str, list]:
-    """`info["attributes"]` of each sample, nested keys joined with dots, scalars only; None where absent."""
+    """The analysis-only metadata of each sample, by name; None where a sample lacks it. Scalars only.
+
+    Two sources: `info["attributes"]` (generated data; nested keys joined with dots) and
+    `info["columns"]` (the table adapter's columns that no manifest field reads, e.g. gender,
+    age). A column named like an attribute is kept as `columns.NAME`. Columns come from text
+    files, so a column whose every value reads as a finite number is taken as numbers.
+    """
     flat: list[dict] = []
     for info in infos:
         values: dict = {}
@@ -60,8 +67,35 @@ def flatten_attributes(infos: list[dict]) -> dict[str, list]:
                     values[name] = value
         walk((info or {}).get("attributes") or {}, "")
         flat.append(values)
+    attributes = {k for f in flat for k in f}
+    for name, values in _table_columns(infos).items():
+        for sample, value in zip(flat, values):
+            if value is not None:
+                sample[f"columns.{name}" if name in attributes else name] = value
     names = sorted({k for f in flat for k in f})
     return {name: [f.get(name) for f in flat] for name in names}
+
+
+def _table_columns(infos: list[dict]) -> dict[str, list]:
+    """`info["columns"]` by column name (scalars only, None where absent), numeric columns as floats."""
+    rows = [{k: v for k, v in ((info or {}).get("columns") or {}).items() if isinstance(v, (str, bool, Number))}
+            for info in infos]
+    names = sorted({k for row in rows for k in row})
+    return {name: _numbers_if_all([row.get(name) for row in rows]) for name in names}
+
+
+def _numbers_if_all(values: list) -> list:
+    """Text values that all read as finite numbers ("34", "1.5e2") become floats; anything else stays."""
+    given = [v for v in values if v is not None]
+    if not given or not all(isinstance(v, str) for v in given):
+        return values
+    try:
+        numbers = [float(v) for v in given]
+    except ValueError:
+        return values
+    if not all(np.isfinite(numbers)):
+        return values
+    return [None if v is None else float(v) for v in values]
 
 
 def _reduce(resid: np.ndarray, seed: int, components: int = 32) -> np.ndarray:

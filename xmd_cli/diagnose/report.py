@@ -54,6 +54,13 @@ def summary_rows(report: dict) -> list[tuple[str, str, str]]:
                      f"{quality['distance_high_quality']:.3f}", verdicts["quality_reliability"]["code"]))
     else:
         rows.append(("quality vs reliability", "not measured", verdicts["quality_reliability"]["code"]))
+    qaw = report.get("qaw_effective") or {}
+    if "effective_size" in qaw:
+        rows.append(("QAW effective sample size", f"{qaw['effective_size']:.1f} of {qaw['samples']} training "
+                     f"samples ({100 * qaw['effective_share']:.0f} %; warns below "
+                     f"{100 * qaw['min_effective_share']:.0f} %)", verdicts["qaw_effective"]["code"]))
+    elif "qaw_effective" in verdicts:
+        rows.append(("QAW effective sample size", "not measured", verdicts["qaw_effective"]["code"]))
     return rows
 
 
@@ -62,7 +69,8 @@ def render_markdown(report: dict) -> str:
              f"Teacher store `{report['teacher_store']}` ({report['teacher_kind']}, {report['samples']} samples, "
              f"{report['classes']} classes); {report['how']}", "", "## Verdicts", ""]
     names = {"separability": "Teacher separability", "beyond_label": "Information beyond the label",
-             "cka": "Shared structure across modalities", "quality_reliability": "Quality vs teacher reliability"}
+             "cka": "Shared structure across modalities", "quality_reliability": "Quality vs teacher reliability",
+             "qaw_effective": "QAW effective sample size"}
     lines += [f"- **{names[key]}** ({v['code']}): {v['text']}" for key, v in report["verdicts"].items()]
     lines += ["", "## Measurements", "", "| diagnostic | measured | verdict |", "|---|---|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in summary_rows(report)]

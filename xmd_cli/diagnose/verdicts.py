@@ -105,6 +105,19 @@ def quality_verdict(m: dict | None) -> dict:
             "expect QAW to matter little"}
 
 
+def qaw_effective_verdict(m: dict | None) -> dict:
+    if m is None or "skipped" in m:
+        reason = m["skipped"] if m else "not computed"
+        return {"code": "not-measured", "text": f"QAW effective sample size not measured: {reason}"}
+    shown = (f"effective sample size {m['effective_size']:.1f} of {m['samples']} training samples "
+             f"({100 * m['effective_share']:.0f} %)")
+    if m["below"]:
+        return {"code": "concentrated", "text": f"the QAW weights concentrate on few samples ({shown}, below "
+                f"method.qaw.min_effective_share {m['min_effective_share']:g}): the teacher terms rest on them; "
+                "lower method.qaw.gamma or raise method.qaw.tau"}
+    return {"code": "spread", "text": f"the QAW weights keep most samples in play ({shown})"}
+
+
 def headline(verdicts: dict) -> str:
     """One sentence for the whole report: the most decisive of the verdicts."""
     sep, beyond, cka = (verdicts[k]["code"] for k in ("separability", "beyond_label", "cka"))

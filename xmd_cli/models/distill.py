@@ -6,9 +6,12 @@ Formulas (docs/method.md, our reading of the papers):
     L_cls_student = AAM(s_i, y_i; W)
     L_cls_teacher = sum_i w_i AAM(z_i, y_i; W) / sum_i w_i      (shared classifier)
     L_kd          = KL(softmax(W_t z / T) || softmax(W s / T)) T^2   (hard classifier-level baseline)
-    L             = L_cls_student + lambda_feat L_feat + lambda_cls (L_cls_teacher or L_kd)
+    W_k           = n(a n(P(mu_k)) + (1 - a) n(L_k))   (teacher-generated classifier; mu_k the class's
+                                                       mean teacher row, L the learned W)
+    L_rel         = sum_{i<j} w_i w_j max(0, |cos(s_i, s_j) - cos(z_i, z_j)| - m_rel) / sum_{i<j} w_i w_j
+    L             = L_cls_student + lambda_feat L_feat + lambda_cls (L_cls_teacher or L_kd) + lambda_rel L_rel
 with z_i = P(t_i) and w_i the quality-based adaptive weights. Every constant is
-an explicit argument (`FeatureTerm`, `ClassifierTerm`, `QualityWeighting`); the
+an explicit argument (`FeatureTerm`, `ClassifierTerm`, `RelationTerm`, `QualityWeighting`); the
 recipe's `method` section maps onto them one to one (`DistillationLoss.from_recipe`).
 `DistillationLoss.forward` returns every term by name.
 """
@@ -41,12 +44,14 @@ class FeatureTerm:
 
 @dataclass(frozen=True)
 class ClassifierTerm:
-    """The classifier-level term: "shared" (one AAM classifier W for s and z), "logit-kd" or "none".
+    """The classifier-level term: "shared" (one AAM classifier W for s and z), "teacher-generated"
+    (the same, with W generated from the teacher's class means), "logit-kd" or "none".
 
-    `angular_margin` (radians) and `scale` are the AAM softmax's; `temperature` is logit KD's T.
+    `angular_margin` (radians) and `scale` are the AAM softmax's; `temperature` is logit KD's T;
+    `generated_weight` is teacher-generated's share a of the generated rows (1 - a: learned rows).
 
     >>> ClassifierTerm(kind="logit-kd", temperature=2.0)
-    ClassifierTerm(kind='logit-kd', weight=1.0, temperature=2.0, scale=30.0, angular_margin=0.2)
+    ClassifierTerm(kind='logit-kd', weight=1.0, temperature=2.0, scale=30.0, angular_margin=0.2, generated_weight=1.0)
     """
 
     kind: str = "shared"
@@ -54,6 +59,17 @@ class ClassifierTerm:
     temperature: float = 4.0
     scale: float = 30.0
     angular_margin: float = 0.2
+    generated_weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class RelationTerm:
+    """L_rel: pairwise cosine structure of the batch, student against teacher ("projected": z = P(t),
+    or "raw": t), with margin m_rel; weight 0 switches it off."""
+
+    weight: float = 0.0
+    margin: float = 0.1
+    target: str = "projected"
 
 
 @dataclass(frozen=True)
@@ -73,6 +89,11 @@ class QualityWeighting:
     alpha: float = 1.0
     beta: float = 1.0
     apply_to: tuple[str, ...] = ("feat", "cls_teacher")
+
+    @classmethod
+    def from_config(cls, qaw) -> "QualityWeighting":
+        """From a recipe's `method.qaw` section (duck-typed: models/ does not import the recipe)."""
+        return cls(qaw.enabled, qaw.mode, qaw.gamma, qaw.tau, qaw.alpha, qaw.beta, tuple(qaw.apply_to))
 
 
 class ProjectionHead(nn.Module):
@@ -167,17 +188,25 @@ class AAMClassifier(nn.Module):
     9.553
     """
 
-    def __init__(self, dim: int, classes: int, scale: float = 30.0, margin: float = 0.2):
+    def __init__(self, dim: int, classes: int, scale: float = 30.0, margin: float = 0.2, learned: bool = True):
         super().__init__()
-        self.weight = nn.Parameter(torch.empty(classes, dim))
-        nn.init.xavier_uniform_(self.weight)
+        weight = torch.empty(classes, dim)
+        nn.init.xavier_uniform_(weight)
+        if learned:
+            self.weight = nn.Parameter(weight)
+        else:
+            # A teacher-generated W is computed, not learned: the buffer holds its latest value, so that
+            # the checkpoint's `method.classifier.weight` is what evaluation classifies with.
+            self.register_buffer("weight", weight)
         self.scale, self.margin = scale, margin
 
-    def cosine(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(F.normalize(x, dim=1), F.normalize(self.weight, dim=1))
+    def cosine(self, x: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        return F.linear(F.normalize(x, dim=1), F.normalize(self.weight if weight is None else weight, dim=1))
 
-    def logits(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        cos = self.cosine(x)
+    def logits(self, x: torch.Tensor, labels: torch.Tensor | None = None,
+               weight: torch.Tensor | None = None) -> torch.Tensor:
+        """`weight` replaces the module's own W (the teacher-generated classifier passes its rows)."""
+        cos = self.cosine(x, weight)
         if labels is None or self.margin == 0:
             return self.scale * cos
         sin = torch.sqrt((1.0 - cos * cos).clamp(1e-9, 1.0))
@@ -189,8 +218,68 @@ class AAMClassifier(nn.Module):
         one_hot = F.one_hot(labels, cos.shape[1]).to(cos.dtype)
         return self.scale * (one_hot * cos_m + (1 - one_hot) * cos)
 
-    def per_sample_loss(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(self.logits(x, labels), labels, reduction="none")
+    def per_sample_loss(self, x: torch.Tensor, labels: torch.Tensor,
+                        weight: torch.Tensor | None = None) -> torch.Tensor:
+        return F.cross_entropy(self.logits(x, labels, weight), labels, reduction="none")
+
+
+def generated_class_weights(projected_means: torch.Tensor, has_mean: torch.Tensor, learned: torch.Tensor,
+                            generated_weight: float) -> torch.Tensor:
+    """Teacher-generated classifier rows: W_k = n(a n(P(mu_k)) + (1 - a) n(L_k)); n(L_k) where class k has
+    no teacher row (n: unit length; a = generated_weight; L the learned rows).
+
+    >>> generated_class_weights(torch.tensor([[3.0, 0.0], [9.0, 9.0]]), torch.tensor([True, False]),
+    ...                         torch.tensor([[0.0, 2.0], [0.0, 5.0]]), 1.0).tolist()
+    [[1.0, 0.0], [0.0, 1.0]]
+    """
+    learned = F.normalize(learned, dim=1)
+    mixed = generated_weight * F.normalize(projected_means, dim=1) + (1.0 - generated_weight) * learned
+    return torch.where(has_mean[:, None], F.normalize(mixed, dim=1), learned)
+
+
+def project_with_running_stats(head: nn.Module, t: torch.Tensor) -> torch.Tensor:
+    """head(t) with every BatchNorm in eval mode (running statistics, none updated).
+
+    The class means are not a batch of samples: in training mode BatchNorm would normalise them by
+    their own statistics and mix those into its running ones. With running statistics, the W that
+    training classifies against is the same function of P that a checkpoint's evaluation uses.
+    """
+    norms = [m for m in head.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
+    for module in norms:
+        module.eval()
+    try:
+        return head(t)
+    finally:
+        for module in norms:
+            module.train()
+
+
+def cosine_matrix(x: torch.Tensor) -> torch.Tensor:
+    unit = F.normalize(x, dim=1)
+    return unit @ unit.T
+
+
+def relation_loss(s: torch.Tensor, z: torch.Tensor, *, margin: float, weights=None) -> torch.Tensor:
+    """Soft relational constraint over the pairs i < j of a batch:
+    L_rel = sum w_i w_j max(0, |cos(s_i, s_j) - cos(z_i, z_j)| - m) / sum w_i w_j (plain mean without weights).
+
+    >>> s = torch.tensor([[1.0, 0.0], [0.0, 1.0]])              # student: the pair is orthogonal (cos 0)
+    >>> round(relation_loss(s, torch.tensor([[1.0, 0.0], [1.0, 1.0]]), margin=0.1).item(), 4)  # teacher: cos 0.7071
+    0.6071
+    """
+    i, j = torch.triu_indices(s.shape[0], s.shape[0], offset=1, device=s.device)
+    gap = (cosine_matrix(s)[i, j] - cosine_matrix(z)[i, j]).abs()
+    return weighted_mean(F.relu(gap - margin), None if weights is None else weights[i] * weights[j])
+
+
+def effective_sample_size(weights: torch.Tensor) -> float:
+    """Kish's effective sample size (sum w)^2 / sum w^2: n for equal weights, 1 when one sample has all.
+
+    >>> effective_sample_size(torch.tensor([1.0, 1.0, 1.0, 1.0])), effective_sample_size(torch.tensor([4.0, 0, 0, 0]))
+    (4.0, 1.0)
+    """
+    weights = weights.double()
+    return float(weights.sum() ** 2 / (weights ** 2).sum().clamp_min(1e-300))
 
 
 def logit_kd(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float,
@@ -232,6 +321,24 @@ def qaw_weights(config: QualityWeighting, teacher_quality: torch.Tensor | None,
     return batch * F.softmax(q / config.tau, dim=0)
 
 
+class GeneratedClasses(nn.Module):
+    """What the teacher-generated classifier is made of: the training split's mean teacher row of each
+    class (a buffer, computed once before training, never updated), which classes have one, and the
+    learned rows L that stand in for the others and that `generated_weight` < 1 mixes in."""
+
+    def __init__(self, class_means: torch.Tensor, has_mean: torch.Tensor, student_dim: int, generated_weight: float):
+        super().__init__()
+        self.register_buffer("class_means", class_means.detach().float().clone())
+        self.register_buffer("has_mean", has_mean.detach().bool().clone())
+        self.learned = nn.Parameter(torch.empty(class_means.shape[0], student_dim))
+        nn.init.xavier_uniform_(self.learned)
+        self.generated_weight = generated_weight
+
+    def forward(self, projection: nn.Module) -> torch.Tensor:
+        projected = project_with_running_stats(projection, self.class_means)
+        return generated_class_weights(projected, self.has_mean, self.learned, self.generated_weight)
+
+
 class DistillationLoss(nn.Module):
     """All loss terms of one method configuration; the trainable parts of the method live here.
 
@@ -251,46 +358,95 @@ class DistillationLoss(nn.Module):
 
     def __init__(self, *, student_dim: int, teacher_dim: int | None, classes: int, projection: str = "mlp",
                  feature: FeatureTerm = FeatureTerm(), classifier: ClassifierTerm = ClassifierTerm(),
-                 qaw: QualityWeighting = QualityWeighting()):
+                 qaw: QualityWeighting = QualityWeighting(), relation: RelationTerm = RelationTerm(),
+                 class_means: torch.Tensor | None = None, has_class_mean: torch.Tensor | None = None):
         super().__init__()
-        self.feature, self.classifier_term, self.qaw = feature, classifier, qaw
+        self.feature, self.classifier_term, self.qaw, self.relation = feature, classifier, qaw, relation
         cls = classifier
-        self.classifier = AAMClassifier(student_dim, classes, cls.scale, cls.angular_margin)
-        self.uses_teacher = teacher_dim is not None and (feature.loss != "none" or cls.kind != "none")
-        self.projection = (ProjectionHead(teacher_dim, student_dim, projection)
-                           if self.uses_teacher else None)
+        self.uses_teacher = teacher_dim is not None and (feature.loss != "none" or cls.kind != "none"
+                                                         or relation.weight > 0)
+        generated = self.uses_teacher and cls.kind == "teacher-generated"
+        self.classifier = AAMClassifier(student_dim, classes, cls.scale, cls.angular_margin, learned=not generated)
+        # Only raw-teacher relations need no head: leave it out rather than hold unused parameters.
+        needs_head = self.uses_teacher and (feature.loss != "none" or cls.kind != "none" or relation.target != "raw")
+        self.projection = ProjectionHead(teacher_dim, student_dim, projection) if needs_head else None
         # Logit KD needs meaningful teacher logits: a teacher-side classifier of its own,
         # trained by cross-entropy on z, whose (detached) softened outputs teach the student.
         self.teacher_classifier = (AAMClassifier(student_dim, classes, cls.scale, cls.angular_margin)
                                    if self.uses_teacher and cls.kind == "logit-kd" else None)
+        self.generated = self._generated_classes(generated, class_means, has_class_mean, classes, student_dim)
+
+    def _generated_classes(self, generated: bool, class_means, has_class_mean, classes: int,
+                           student_dim: int) -> GeneratedClasses | None:
+        if not generated:
+            return None
+        if class_means is None or tuple(class_means.shape[:1]) != (classes,):
+            raise XmdError("method.classifier.kind teacher-generated needs the mean teacher row of each of the "
+                           f"{classes} classes (got {None if class_means is None else tuple(class_means.shape)})",
+                           hint="train it with `xmd distill`, which computes them from the teacher store")
+        if has_class_mean is None:
+            has_class_mean = torch.ones(classes, dtype=torch.bool)
+        generated = GeneratedClasses(class_means, has_class_mean, student_dim, self.classifier_term.generated_weight)
+        with torch.no_grad():  # a W to start from, before the first refresh
+            self.classifier.weight.copy_(generated(self.projection))
+        return generated
 
     @classmethod
-    def from_recipe(cls, method, *, student_dim: int, teacher_dim: int | None, classes: int) -> "DistillationLoss":
-        """The loss a recipe's `method` section (a `MethodConfig`) describes."""
-        feature, classifier, qaw = method.feature, method.classifier, method.qaw
+    def from_recipe(cls, method, *, student_dim: int, teacher_dim: int | None, classes: int,
+                    class_means: torch.Tensor | None = None,
+                    has_class_mean: torch.Tensor | None = None) -> "DistillationLoss":
+        """The loss a recipe's `method` section (a `MethodConfig`) describes; `class_means` and
+        `has_class_mean` feed the teacher-generated classifier."""
+        feature, classifier, relation = method.feature, method.classifier, method.relation
         return cls(student_dim=student_dim, teacher_dim=teacher_dim, classes=classes, projection=method.projection,
                    feature=FeatureTerm(feature.loss, feature.margin, feature.weight),
                    classifier=ClassifierTerm(classifier.kind, classifier.weight, classifier.temperature,
-                                             classifier.scale, classifier.angular_margin),
-                   qaw=QualityWeighting(qaw.enabled, qaw.mode, qaw.gamma, qaw.tau, qaw.alpha, qaw.beta,
-                                        tuple(qaw.apply_to)))
+                                             classifier.scale, classifier.angular_margin,
+                                             classifier.generated_weight),
+                   qaw=QualityWeighting.from_config(method.qaw),
+                   relation=RelationTerm(relation.weight, relation.margin, relation.target),
+                   class_means=class_means, has_class_mean=has_class_mean)
 
     def teacher_terms(self) -> list[str]:
         """The names of the teacher-driven terms this configuration computes."""
         if not self.uses_teacher:
             return []
         names = ["feat"] if self.feature.loss != "none" else []
-        if self.classifier_term.kind == "shared":
+        if self.classifier_term.kind in ("shared", "teacher-generated"):
             names.append("cls_teacher")
         elif self.classifier_term.kind == "logit-kd":
             names += ["cls_teacher", "kd"]
+        if self.relation.weight > 0:
+            names.append("relation")
         return names
 
+    def class_weight(self) -> torch.Tensor:
+        """The W every sample is classified against: learned, or generated from the teacher's class means."""
+        return self.classifier.weight if self.generated is None else self.generated(self.projection)
+
+    @torch.no_grad()
+    def refresh_classifier(self) -> None:
+        """Store the teacher-generated W (from the current P) in `classifier.weight`, which evaluation reads."""
+        if self.generated is not None:
+            self.classifier.weight.copy_(self.generated(self.projection))
+
+    def train(self, mode: bool = True):
+        # Validation (model.eval()) classifies with `classifier.weight`: it must be the W of the current P.
+        if not mode:
+            self.refresh_classifier()
+        return super().train(mode)
+
+    def state_dict(self, *args, **kwargs):
+        # A checkpoint's `method.classifier.weight` is the W it classifies with (docs/method.md).
+        self.refresh_classifier()
+        return super().state_dict(*args, **kwargs)
+
     def forward(self, s, t=None, labels=None, has_teacher=None, teacher_quality=None, student_quality=None):
-        feature, classifier, batch = self.feature, self.classifier_term, s.shape[0]
+        batch = s.shape[0]
         weights = qaw_weights(self.qaw, teacher_quality, student_quality, batch, s.device)
         applies = set(self.qaw.apply_to) if self.qaw.enabled else set()
-        terms = {"cls_student": weighted_mean(self.classifier.per_sample_loss(s, labels),
+        weight = self.class_weight() if self.generated is not None else None
+        terms = {"cls_student": weighted_mean(self.classifier.per_sample_loss(s, labels, weight),
                                               weights if "cls_student" in applies else None)}
         total = terms["cls_student"]
         if self.uses_teacher and t is not None:
@@ -300,23 +456,32 @@ class DistillationLoss(nn.Module):
             for name in self.teacher_terms():
                 terms[name] = s.new_zeros(())
             if int(mask.sum()) >= (2 if self.training else 1):
-                z = self.projection(t[mask])
-                s_t, y_t = s[mask], labels[mask]
                 w_t = weights[mask]
                 w_t = w_t / w_t.mean()  # mean 1 over the samples that have a teacher row
-                if feature.loss != "none":
-                    terms["feat"] = margin_loss(s_t, z, kind=feature.loss, margin=feature.margin,
-                                                weights=w_t if "feat" in applies else None)
-                    total = total + feature.weight * terms["feat"]
-                w_cls = w_t if "cls_teacher" in applies else None
-                if classifier.kind == "shared":
-                    terms["cls_teacher"] = weighted_mean(self.classifier.per_sample_loss(z, y_t), w_cls)
-                    total = total + classifier.weight * terms["cls_teacher"]
-                elif classifier.kind == "logit-kd":
-                    terms["cls_teacher"] = weighted_mean(self.teacher_classifier.per_sample_loss(z, y_t), None)
-                    teacher_logits = self.teacher_classifier.logits(z)
-                    terms["kd"] = logit_kd(self.classifier.logits(s_t), teacher_logits,
-                                           classifier.temperature, w_cls)
-                    total = total + terms["cls_teacher"] + classifier.weight * terms["kd"]
+                total = self._teacher_side(terms, total, s[mask], t[mask], labels[mask], w_t, applies, weight)
         terms["total"] = total
         return terms
+
+    def _teacher_side(self, terms: dict, total, s_t, t, y_t, w_t, applies: set, weight) -> torch.Tensor:
+        """Fill the teacher-driven terms of the samples with a teacher row; returns `total` plus their weighted sum."""
+        feature, classifier, relation = self.feature, self.classifier_term, self.relation
+        z = self.projection(t) if self.projection is not None else None
+        if feature.loss != "none":
+            terms["feat"] = margin_loss(s_t, z, kind=feature.loss, margin=feature.margin,
+                                        weights=w_t if "feat" in applies else None)
+            total = total + feature.weight * terms["feat"]
+        w_cls = w_t if "cls_teacher" in applies else None
+        if classifier.kind in ("shared", "teacher-generated"):
+            terms["cls_teacher"] = weighted_mean(self.classifier.per_sample_loss(z, y_t, weight), w_cls)
+            total = total + classifier.weight * terms["cls_teacher"]
+        elif classifier.kind == "logit-kd":
+            terms["cls_teacher"] = weighted_mean(self.teacher_classifier.per_sample_loss(z, y_t), None)
+            teacher_logits = self.teacher_classifier.logits(z)
+            terms["kd"] = logit_kd(self.classifier.logits(s_t), teacher_logits, classifier.temperature, w_cls)
+            total = total + terms["cls_teacher"] + classifier.weight * terms["kd"]
+        if relation.weight > 0:
+            target = t if relation.target == "raw" else z
+            terms["relation"] = relation_loss(s_t, target, margin=relation.margin,
+                                              weights=w_t if "relation" in applies else None)
+            total = total + relation.weight * terms["relation"]
+        return total

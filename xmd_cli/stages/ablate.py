@@ -51,6 +51,12 @@ PAPER_GRID: dict[str, dict] = {
     "soft-both": {"method": {**SOFT, "feature": {"loss": "cosine"}, "classifier": {"kind": "shared"}, **OFF}},
     "full": {"method": {**SOFT, "feature": {"loss": "cosine"}, "classifier": {"kind": "shared"},
                         "qaw": {"enabled": True}}},
+    # Extensions (docs/method.md): soft-both with W generated from the teacher's class means, or plus the
+    # relational term (weight 1; the recipe's relation margin).
+    "teacher-generated": {"method": {**SOFT, "feature": {"loss": "cosine"}, "classifier": {"kind": "teacher-generated"},
+                                     **OFF}},
+    "soft-both+relation": {"method": {**SOFT, "feature": {"loss": "cosine"}, "classifier": {"kind": "shared"},
+                                      "relation": {"weight": 1.0}, **OFF}},
 }
 # Control teachers beside the real one: the full method fed a label-only or shuffled teacher.
 CONTROL_KINDS = CONTROL_TEACHERS

@@ -86,10 +86,12 @@ def run_diagnose(recipe: Recipe, workdir: Path, *, checkpoint: Path | None = Non
         quality, quality_store = _quality(recipe, manifest, ids, rows, labels, allow_stale, out)
         if quality is not None and "plot" in quality and "skipped" not in quality:
             plots.append(plot_quality(out_dir / "quality-reliability.png", *quality["plot"]))
+        qaw = _qaw_effective(recipe, manifest, allow_stale, out)
         progress("diagnose", 4, steps, "done")
 
     verdicts = {"separability": v.separability_verdict(sep), "beyond_label": v.beyond_label_verdict(beyond),
-                "cka": v.cka_verdict(cka), "quality_reliability": v.quality_verdict(quality)}
+                "cka": v.cka_verdict(cka), "quality_reliability": v.quality_verdict(quality),
+                "qaw_effective": v.qaw_effective_verdict(qaw)}
     report = {"task": "diagnose", "headline": v.headline(verdicts), "verdicts": verdicts,
               "teacher_store": str(store), "teacher_fingerprint": reader.meta["fingerprint"],
               "teacher_kind": reader.meta["components"].get("teacher", recipe.teacher.kind),
@@ -100,6 +102,7 @@ def run_diagnose(recipe: Recipe, workdir: Path, *, checkpoint: Path | None = Non
                       f"attribute and direction nulls: {PERMUTATIONS} permutations; "
                       f"CKA null: {CKA_PERMUTATIONS} permutations"),
               "separability": sep, "beyond_label": beyond, "cka": cka, "quality_reliability": quality,
+              "qaw_effective": qaw,
               "plots": [str(p) for p in plots]}
     clean = write_diagnose_report(out_dir, report)
     out.table(f"xmd diagnose: {store.name} ({clean['teacher_kind']})", summary_rows(clean),
@@ -138,3 +141,24 @@ def _quality(recipe, manifest, ids, rows, labels, allow_stale, out) -> tuple[dic
     quality = np.full(len(ids), np.nan)
     quality[keep] = reader.get([i for i, k in zip(ids, keep) if k])[:, 0]  # column 0: the combined score
     return quality_reliability(quality, rows, labels), str(path)
+
+
+def _qaw_effective(recipe, manifest, allow_stale, out) -> dict:
+    """Effective sample size of the recipe's QAW weights over the train split (docs/method.md); skipped with why."""
+    from xmd_cli.stages.side_info import qaw_effective, quality_columns
+
+    qaw = recipe.method.qaw
+    if not qaw.enabled:
+        return {"skipped": "method.qaw.enabled is false: every weight is 1"}
+    ids = [s.id for s in manifest.samples if s.split == "train"]
+    readers = {}
+    for side, exponent in (("teacher", qaw.alpha), ("student", qaw.beta)):
+        if exponent == 0:
+            continue
+        try:
+            readers[side] = quality_store(getattr(recipe.quality, side), manifest, allow_stale=allow_stale, out=out)
+        except XmdError as e:
+            return {"skipped": f"quality.{side} (QAW exponent {exponent:g}): {e.message}"}
+        missing = set(readers[side].missing(ids))
+        ids = [i for i in ids if i not in missing]
+    return qaw_effective(qaw, quality_columns(readers, ids), len(ids))

@@ -102,6 +102,26 @@ def _validation_trials(recipe: Recipe, manifest: Manifest, samples) -> tuple:
             np.array([t.target for t in trials], dtype=bool))
 
 
+def teacher_class_means(recipe: Recipe, inputs, train_set, labels: dict[str, int], out: Output) -> dict:
+    """teacher-generated: the training samples' mean teacher row per class (kwargs of from_recipe), else {}."""
+    if recipe.method.classifier.kind != "teacher-generated":
+        return {}
+    means, has_mean = inputs.class_means(train_set, len(labels))
+    lacking = [name for name, k in labels.items() if not has_mean[k]]
+    if lacking:
+        out.note(f"[yellow]{len(lacking)} of {len(labels)} classes have no teacher row in the training split[/yellow] "
+                 f"(e.g. {', '.join(lacking[:3])}): their classifier rows are learned, not generated "
+                 "(method.classifier.kind teacher-generated)")
+    return {"class_means": means, "has_class_mean": has_mean}
+
+
+def qaw_epoch_metrics(summary: dict | None) -> dict:
+    """What metrics.jsonl and the console repeat at each epoch's end about the QAW weights."""
+    if not summary or "effective_size" not in summary:
+        return {}
+    return {"qaw/effective_size": summary["effective_size"], "qaw/effective_share": summary["effective_share"]}
+
+
 def run_state(recipe: Recipe, workdir: Path) -> str:
     """'finished', 'resumable' or 'new' for WORKDIR/runs/<recipe.name>.
 
@@ -191,17 +211,22 @@ def _train(recipe: Recipe, workdir: Path, run_dir: Path, *, kind: str, context, 
     subsample(train_set, recipe.training.train_fraction, recipe.seed)
     val_set, val_trials = validation_plan(recipe, manifest, labels)
     side_info, teacher_dim, provenance, incomplete = (lambda indices: {}), None, {}, False
+    class_means, qaw_summary = {}, None
     if kind == "distill":
-        from xmd_cli.stages.side_info import DistillationInputs
+        from xmd_cli.stages.side_info import DistillationInputs, describe_qaw_effective
 
         inputs = DistillationInputs(recipe, manifest, train_set, allow_stale=allow_stale, out=out)
         if recipe.method.missing == "drop":
             restrict(train_set, inputs.present)
         side_info, teacher_dim, provenance = inputs, inputs.teacher_dim, inputs.provenance()
         incomplete = any(s.id not in inputs.present for s in train_set.samples)
+        class_means = teacher_class_means(recipe, inputs, train_set, labels, out)
+        qaw_summary = inputs.qaw_effective(train_set)
+        if qaw_summary and "effective_size" in qaw_summary:
+            out.note(describe_qaw_effective(qaw_summary))
     student = build_student(student_config)
     method = DistillationLoss.from_recipe(recipe.method, student_dim=student_config.embedding_dim,
-                                          teacher_dim=teacher_dim, classes=len(labels))
+                                          teacher_dim=teacher_dim, classes=len(labels), **class_means)
     if context.is_main:
         save_resolved(recipe, run_dir / "recipe.resolved.yaml")
     # resolved_recipe: what --resume compares the recipe it is given with.
@@ -211,10 +236,12 @@ def _train(recipe: Recipe, workdir: Path, run_dir: Path, *, kind: str, context, 
             "teacher_dim": teacher_dim, "method": recipe.method.model_dump(mode="json") if kind == "distill" else None,
             "manifest_sha256": manifest.fingerprint, **provenance,
             "resolved_recipe": recipe.model_dump(mode="json")}
+    if qaw_summary is not None:
+        meta["qaw_effective"] = qaw_summary
     job = TrainJob(model=StudentWithMethod(student, method), train_set=train_set, collate=collate,
                    config=recipe.training, seed=recipe.seed, run_dir=run_dir, meta=meta, val_set=val_set,
                    val_batch_size=embedding_batch_size(student_config), val_trials=val_trials, side_info=side_info,
-                   may_skip_parameters=incomplete)
+                   may_skip_parameters=incomplete, epoch_metrics=qaw_epoch_metrics(qaw_summary))
     out.note(f"[bold]xmd {kind}[/bold] {recipe.name}: {len(train_set)} training samples, {len(labels)} classes, "
              f"{student_config.arch} on {context.device}"
              + (f", {context.world} processes" if context.active else "")

@@ -3,7 +3,9 @@
 `DistillationInputs(indices)` returns, for a batch of dataset indices, the
 teacher rows `t`, the mask `has_teacher` (False where the sample has no teacher
 row or, with QAW on, no quality row: such a sample trains without the
-distillation terms) and the two quality vectors.
+distillation terms) and the two quality vectors. Once before training it also
+gives the teacher's class means (the teacher-generated classifier) and the QAW
+weights' effective sample size over the training set.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import numpy as np
 import torch
 
 from xmd_cli.errors import XmdError
+from xmd_cli.models.distill import QualityWeighting, effective_sample_size, qaw_weights
 from xmd_cli.quality.store import quality_store
 from xmd_cli.recipe import Recipe
 from xmd_cli.shards import ShardReader
@@ -32,6 +35,7 @@ class DistillationInputs:
         self.teacher_dim = self.teacher.dim
         ids = [s.id for s in dataset.samples]
         present = set(ids) - set(self.teacher.missing(ids))
+        self.with_teacher = set(present)  # a teacher row, whatever the quality stores hold
         self.quality: dict[str, ShardReader] = {}
         qaw = recipe.method.qaw
         if qaw.enabled:
@@ -79,6 +83,62 @@ class DistillationInputs:
                 quality[mask] = reader.get(known)[:, 0]  # column 0: the combined score
             side[f"{name}_quality"] = torch.from_numpy(quality)
         return side
+
+    def class_means(self, dataset, classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """([classes, teacher_dim] mean teacher row of each class over `dataset`'s samples, [classes] whether
+        the class has any row). Read once before training; the means never change during it."""
+        pairs = [(s.id, target) for s, target in zip(dataset.samples, dataset.targets) if s.id in self.with_teacher]
+        sums, counts = np.zeros((classes, self.teacher_dim)), np.zeros(classes, np.int64)
+        for start in range(0, len(pairs), CHUNK):  # in chunks: a large training set need not fit in memory twice
+            chunk = pairs[start:start + CHUNK]
+            targets = np.array([p[1] for p in chunk], np.int64)
+            np.add.at(sums, targets, self.teacher.get([p[0] for p in chunk], pick="mean").astype(np.float64))
+            counts += np.bincount(targets, minlength=classes)
+        means = sums / np.maximum(counts, 1)[:, None]
+        return torch.from_numpy(means.astype(np.float32)), torch.from_numpy(counts > 0)
+
+    def qaw_effective(self, dataset) -> dict | None:
+        """The QAW weights' effective sample size over `dataset`'s samples that have every row; None with QAW off."""
+        if not self.recipe.method.qaw.enabled:
+            return None
+        ids = [s.id for s in dataset.samples if s.id in self.present]
+        return qaw_effective(self.recipe.method.qaw, quality_columns(self.quality, ids), len(ids))
+
+
+CHUNK = 4096
+
+
+def quality_columns(readers: dict, ids: list[str]) -> dict[str, np.ndarray]:
+    """side -> column 0 (the combined score) of that side's quality store for `ids`."""
+    return {side: reader.get(ids)[:, 0] if ids else np.zeros(0, np.float32) for side, reader in readers.items()}
+
+
+def qaw_effective(qaw, quality: dict[str, np.ndarray], samples: int) -> dict:
+    """Kish's effective sample size of the QAW weights (`method.qaw`) over a set of samples, and its share.
+
+    The weights are the recipe's, normalised over the whole set instead of a batch (the ratio
+    does not depend on that scale). A share below `method.qaw.min_effective_share` is flagged.
+    """
+    if samples == 0:
+        return {"samples": 0, "skipped": "no sample has every quality row"}
+    as_tensor = {side: torch.from_numpy(np.asarray(values, np.float32)) for side, values in quality.items()}
+    weights = qaw_weights(QualityWeighting.from_config(qaw), as_tensor.get("teacher"), as_tensor.get("student"),
+                          samples)
+    size = effective_sample_size(weights)
+    share = size / samples
+    return {"samples": samples, "effective_size": size, "effective_share": share,
+            "min_effective_share": qaw.min_effective_share, "below": share < qaw.min_effective_share}
+
+
+def describe_qaw_effective(summary: dict) -> str:
+    """One line for the console: the size, the share, and what a low share means."""
+    text = (f"QAW effective sample size {summary['effective_size']:.1f} of {summary['samples']} training samples "
+            f"({100 * summary['effective_share']:.0f} %)")
+    if summary["below"]:
+        text = (f"[yellow]{text}: below method.qaw.min_effective_share {summary['min_effective_share']:g}[/yellow]; "
+                "a few samples carry the teacher terms (lower method.qaw.gamma, raise method.qaw.tau, or check "
+                "the quality scores)")
+    return text
 
 
 def missing_rows_policy(policy: str, absent: list[str], total: int, what: str, rows: str, store, out=None) -> None:

@@ -50,3 +50,5 @@ class TrainJob:
     may_skip_parameters: bool = False
     # sample indices -> {"t", "has_teacher", "teacher_quality", "student_quality"} (tensors or None)
     side_info: Callable[[torch.Tensor], dict] = field(default=lambda indices: {})
+    # Fixed numbers about the run (the QAW weights' effective sample size) logged with every epoch's end.
+    epoch_metrics: dict = field(default_factory=dict)

@@ -169,9 +169,10 @@ class Trainer:
         finished = self.epoch
         self.epoch, self.step_in_epoch = self.epoch + 1, 0
         validation = self.validate()
-        if validation:
-            self.log({"step": self.global_step, "epoch": finished, **validation})
-            self.out.note(f"epoch {finished + 1}: " + ", ".join(f"{k} {v:.4f}" for k, v in validation.items()))
+        record = {**validation, **self.job.epoch_metrics}
+        if record and self.ctx.is_main:
+            self.log({"step": self.global_step, "epoch": finished, **record})
+            self.out.note(f"epoch {finished + 1}: " + ", ".join(f"{k} {v:.4f}" for k, v in record.items()))
         value = validation.get(self.selection) if validation else None
         cfg = self.job.config
         names, self.best = epoch_checkpoints(self.epoch, cfg.epochs, cfg.checkpoint_every, value, self.best,
