@@ -32,6 +32,11 @@ class Output:
         if self.verbosity >= 2:
             self.err.print(f"[dim]{message}[/dim]")
 
+    def warning(self, message: str) -> None:
+        """Something the user should know that stops nothing; shown unless --quiet."""
+        if self.verbosity >= 1:
+            self.err.print(f"[bold yellow]warning:[/bold yellow] {escape(message)}", soft_wrap=True)
+
     def error(self, message: str) -> None:
         self.err.print(f"[bold red]error:[/bold red] {escape(message)}", soft_wrap=True)
 

@@ -34,11 +34,14 @@ def prepare(
     adapter: Annotated[Optional[str], typer.Argument(help="voxceleb, kaldi, imagefolder, table, "
                                                           "synthetic-persons or synthetic-captions (default: the recipe's)")] = None,
     root: Annotated[Optional[str], typer.Option(help="Dataset root (synthetic data: where to generate it).")] = None,
-    trials: Annotated[Optional[list[str]], typer.Option(help="Trial list in VoxCeleb format (repeatable).")] = None,
+    trials: Annotated[Optional[list[str]], typer.Option(help="Trial list, VoxCeleb `1 enroll test` or Kaldi "
+                                                            "`enroll test target|nontarget` (repeatable).")] = None,
     table: Annotated[Optional[str], typer.Option(help="table: the CSV or JSONL file.")] = None,
     column: Annotated[Optional[list[str]], typer.Option(help="table: FIELD=COLUMN mapping (repeatable).")] = None,
     captions: Annotated[Optional[str], typer.Option(help="imagefolder: captions TSV file.")] = None,
     images_dir: Annotated[Optional[str], typer.Option(help="voxceleb: face-frame tree below the root.")] = None,
+    video_dir: Annotated[Optional[str], typer.Option(help="voxceleb: video tree below the root (VoxCeleb2 "
+                                                          "dev/mp4); face frames are taken from each video.")] = None,
     identities: Annotated[Optional[int], typer.Option(help="synthetic-persons: number of identities.")] = None,
     per_identity: Annotated[Optional[int], typer.Option(help="synthetic-persons: samples per identity.")] = None,
     per_class: Annotated[Optional[int], typer.Option(help="synthetic-captions: images per class.")] = None,
@@ -51,7 +54,8 @@ def prepare(
     out = output(json_, verbose, quiet)
     data: dict = {}
     for key, value in [("adapter", adapter), ("root", root), ("trials", trials), ("table", table),
-                       ("captions", captions), ("images_dir", images_dir), ("seed", seed)]:
+                       ("captions", captions), ("images_dir", images_dir), ("video_dir", video_dir),
+                       ("seed", seed)]:
         if value is not None:
             data[key] = value
     if column:
@@ -69,6 +73,8 @@ def prepare(
     with out.progress() as progress:
         summary = run_prepare(loaded, workdir, strict=strict, progress=progress)
     show_prepare_summary(out, summary)
+    for warning in summary.get("warnings", []):
+        out.warning(warning)
     out.result(summary)
 
 
