@@ -92,12 +92,14 @@ def show_prepare_summary(out: Output, summary: dict) -> None:
 def demo(
     task: Annotated[str, typer.Option(help="speaker (synthetic-persons) or image (synthetic-captions).")] = "speaker",
     tiny: Annotated[bool, typer.Option("--tiny", help="The tiny preset, for smoke tests.")] = False,
-    workdir: WorkdirOpt = Path("xmd-demo"), seed: SeedOpt = None, device: DeviceOpt = Device.auto,
-    json_: JsonOpt = False, verbose: VerboseOpt = 0, quiet: QuietOpt = False,
+    workdir: WorkdirOpt = Path("xmd-demo"), set_: SetOpt = None, seed: SeedOpt = None,
+    device: DeviceOpt = Device.auto, json_: JsonOpt = False, verbose: VerboseOpt = 0, quiet: QuietOpt = False,
 ):
-    """The whole pipeline on embedded demo data, offline."""
+    """The whole pipeline on embedded demo data, offline (its recipes are fixed by --task; --set changes
+    every one of them)."""
     from xmd_cli.stages.demo import run_demo
 
     out = output(json_, verbose, quiet)
-    summary = run_demo(task=task, tiny=tiny, workdir=workdir, seed=seed, device=device.value, out=out)
+    summary = run_demo(task=task, tiny=tiny, workdir=workdir, seed=seed, device=device.value, out=out,
+                       overrides=set_)
     out.result(summary)
