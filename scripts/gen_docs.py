@@ -44,6 +44,8 @@ def cli_page() -> str:
         if path[1:]:
             lines.extend([f"## `{' '.join(path)}`", ""])
             lines.extend([(command.help or "").strip(), ""])
+            if command.epilog:
+                lines.extend([command.epilog.replace("Example: ", "Example: `", 1) + "`", ""])
             params = [p for p in command.params if p.name != "help"]
             if params:
                 lines.extend(["| option | help |", "|---|---|"])

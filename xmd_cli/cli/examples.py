@@ -25,7 +25,7 @@ EXAMPLES = {
     "shards repair": "xmd shards repair w/teacher/<fingerprint>",
     "shards export": "xmd shards export w/teacher/<fingerprint> --out teacher.npz",
     "recipes list": "xmd recipes list --json",
-    "recipes show": "xmd recipes show speaker --set training.lr=0.01   (no name: every field of the schema)",
+    "recipes show": "xmd recipes show speaker --set training.lr=0.01",
     "recipes validate": "xmd recipes validate my-recipe.yaml",
 }
 
