@@ -77,7 +77,8 @@ def test_installed_wheel_lists_recipes_without_heavy_dependencies(tmp_path):
     assert absent.returncode != 0  # the heavy dependencies really are missing
 
     code = ("import sys, importlib.resources as r; "
-            "print(sorted(p.name[:-5] for p in (r.files('xmd_cli') / 'recipes').iterdir() if p.name.endswith('.yaml'))); "
+            "print(sorted(p.name[:-5] for p in (r.files('xmd_cli') / 'recipes').iterdir() "
+            "if p.name.endswith('.yaml'))); "
             "import xmd_cli.recipe_files as f; print(f.SHIPPED); print('torch' in sys.modules)")
     listed, shipped_dir, torch_loaded = run([python, "-c", code], cwd=elsewhere, env=env).stdout.splitlines()
     assert listed == repr(shipped) and torch_loaded == "False"

@@ -21,7 +21,6 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-
 PROGRESS_SECONDS = 10.0
 PROGRESS_STEP = 0.1
 

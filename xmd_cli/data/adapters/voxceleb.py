@@ -22,8 +22,8 @@ from pathlib import Path
 
 from xmd_cli.data.adapters import AdapterOutput, Problem
 from xmd_cli.data.checks import unknown_trial_problems
-from xmd_cli.data.manifest import Sample, Trial, read_trials
 from xmd_cli.data.containers import ContainerError, video_frames
+from xmd_cli.data.manifest import Sample, Trial, read_trials
 from xmd_cli.data.media import AUDIO_EXTENSIONS, CONTAINER_AUDIO, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from xmd_cli.data.splits import assign_splits, labels_in_trials
 from xmd_cli.errors import XmdError
