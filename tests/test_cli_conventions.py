@@ -12,6 +12,7 @@ import typer.main
 
 from xmd_cli.cli import app
 from xmd_cli.console import LogProgress, Output
+from xmd_cli.metrics.report import write_report
 from xmd_cli.provenance import environment, git_revision
 
 
@@ -63,9 +64,13 @@ def test_recipes_show_without_a_name_prints_every_key_untruncated():
                for line in text.splitlines())
 
 
-def test_demo_takes_set():
-    text = xmd("demo", "--help").stdout
-    assert "--set" in text
+def test_demo_takes_set(tmp_path):
+    assert "--set" in xmd("demo", "--help").stdout
+    # The overrides reach the demo's recipes: a wrong key stops it before any stage runs.
+    done = subprocess.run([sys.executable, "-m", "xmd_cli", "demo", "--tiny", "-w", str(tmp_path),
+                           "--set", "training.epochz=1"], capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "training.epochz" in done.stderr and "epochs" in done.stderr
+    assert not (tmp_path / "speaker" / "manifest.jsonl").exists()
 
 
 def test_progress_in_a_log_is_periodic_lines():
@@ -92,6 +97,13 @@ def test_output_off_a_terminal_uses_log_lines(capsys):
         update("stage", 2, 2)
     err = capsys.readouterr().err
     assert "stage: 1/2 (50%)" in err and "stage: 2/2 (100%)" in err
+
+
+def test_report_records_where_it_came_from(tmp_path):
+    json_path, _ = write_report(tmp_path, task="classification", backend="cosine", metrics={"top1": 0.5},
+                                fingerprints={}, seeds={"seed": 0})
+    env = json.loads(json_path.read_text())["environment"]
+    assert env["git_revision"] == git_revision() and env["host"] and "torch" in env and "cuda" in env
 
 
 def test_environment_names_revision_command_versions_and_host(tmp_path):

@@ -92,3 +92,18 @@ def test_doc_command_names_real_commands_flags_and_keys(where, command):
                 assert "=" in value and _known_key(key), f"{where}: --set {value}: {key} is not a recipe key"
             if flag in ("--recipe", "-r") and not value.endswith((".yaml", ".yml")):
                 assert value in RECIPES, f"{where}: --recipe {value}: no shipped recipe of that name"
+
+
+# Commands that need no data, model or network: run for real, from a directory outside the clone.
+RUNNABLE = ("xmd recipes list", "xmd recipes show", "xmd --help", "xmd --version")
+
+
+@pytest.mark.parametrize("where,command", [(w, c) for w, c in COMMANDS if c.startswith(RUNNABLE)],
+                         ids=[w for w, c in COMMANDS if c.startswith(RUNNABLE)])
+def test_runnable_doc_commands_run(where, command, tmp_path):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "xmd_cli", *shlex.split(command)[1:]], capture_output=True,
+                          text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, f"{where}: `{command}` failed: {done.stderr}"
