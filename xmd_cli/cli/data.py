@@ -32,7 +32,8 @@ from xmd_cli.console import Output
 @user_errors
 def prepare(
     adapter: Annotated[Optional[str], typer.Argument(help="voxceleb, kaldi, imagefolder, table, "
-                                                          "synthetic-persons or synthetic-captions (default: the recipe's)")] = None,
+                                                          "synthetic-persons or synthetic-captions "
+                                                          "(default: the recipe's)")] = None,
     root: Annotated[Optional[str], typer.Option(help="Dataset root (synthetic data: where to generate it).")] = None,
     trials: Annotated[Optional[list[str]], typer.Option(help="Trial list, VoxCeleb `1 enroll test` or Kaldi "
                                                             "`enroll test target|nontarget` (repeatable).")] = None,

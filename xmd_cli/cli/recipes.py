@@ -50,7 +50,8 @@ def recipes_show(recipe: Annotated[Optional[str], typer.Argument(help="Recipe na
 
 @recipes_app.command("validate")
 @user_errors
-def recipes_validate(paths: Annotated[Optional[list[str]], typer.Argument(help="Recipe files or names (default: all shipped).")] = None,
+def recipes_validate(paths: Annotated[Optional[list[str]], typer.Argument(
+                         help="Recipe files or names (default: all shipped).")] = None,
                      json_: JsonOpt = False):
     """Check recipes against the schema; exit 1 if any is invalid."""
     from xmd_cli.recipe import load_recipe
