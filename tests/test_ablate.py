@@ -3,12 +3,16 @@
 import csv
 import json
 
+import numpy as np
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from xmd_cli.cli import app
 from xmd_cli.errors import XmdError
-from xmd_cli.stages.ablate import PAPER_GRID, build_rows, parse_sweep
+from xmd_cli.metrics.ablation import seed_paired
+from xmd_cli.recipe import load_recipe
+from xmd_cli.stages.ablate import PAPER_GRID, build_rows, overrides_for_rows, parse_sweep, row_keys
 
 runner = CliRunner()
 
@@ -35,14 +39,70 @@ def test_sweeps_add_rows_over_the_full_method():
         build_rows("nope", [])
 
 
+def _value(recipe_dict: dict, key: tuple):
+    for part in key:
+        recipe_dict = recipe_dict[part]
+    return recipe_dict
+
+
+def test_a_row_wins_over_set_on_the_keys_it_sets():
+    rows = build_rows("quick", ["method.feature.margin=0.1"])
+    sets = ["method.feature.margin=0.3", "method.qaw.enabled=false", "training.epochs=1"]
+    per_row, notes = overrides_for_rows(rows, sets)
+    # hard-cosine sets margin 0 and QAW off itself: only the epochs override reaches it.
+    assert per_row["hard-cosine"] == ["training.epochs=1"]
+    assert per_row["full"] == ["method.feature.margin=0.3", "training.epochs=1"]
+    assert per_row["full/margin=0.1"] == ["training.epochs=1"]
+    for row, changes in rows.items():
+        resolved = load_recipe(None, per_row[row], changes).model_dump(mode="json")
+        assert all(_value(resolved, key) == _value(changes, key) for key in row_keys(changes)), row
+        assert resolved["training"]["epochs"] == 1
+    full = load_recipe(None, per_row["full"], rows["full"])
+    assert full.method.feature.margin == 0.3 and full.method.qaw.enabled  # the full method keeps QAW
+    assert load_recipe(None, per_row["hard-cosine"], rows["hard-cosine"]).method.feature.margin == 0.0
+    assert any(n.startswith("--set method.qaw.enabled=false") and "applies to no row" in n for n in notes)
+    assert any("margin=0.3" in n and "hard-cosine" in n and "applies to none, full" in n for n in notes)
+    with pytest.raises(XmdError, match="whole section method.qaw"):
+        overrides_for_rows(rows, ["method.qaw={enabled: false}"])
+
+
+def _run(correct, fingerprint="f"):
+    return {"kind": "classification", "fingerprint": fingerprint, "correct": np.asarray(correct, dtype=bool),
+            "classes": np.arange(len(correct)) % 4}
+
+
+def test_the_difference_to_none_varies_seeds_and_samples_together():
+    rng = np.random.default_rng(0)
+    base = rng.random(400) < 0.5
+    good, bad = base | (rng.random(400) < 0.6), base & (rng.random(400) < 0.4)
+    sources = {"none": ["n0", "n1"], "steady": ["s0", "s1"], "seedy": ["f0", "f1"]}
+    result = seed_paired({"none": [_run(base), _run(base)], "steady": [_run(good), _run(good)],
+                          "seedy": [_run(good), _run(bad)]}, "none", sources=sources, resamples=500)
+    steady, seedy = result["steady"]["top1"], result["seedy"]["top1"]
+    assert steady["verdict"] == "better" and steady["seeds"] == 2
+    # One seed far better than none and one far worse: the mean is near 0, and the interval spans most of
+    # the seeds' own differences, which a bootstrap over samples alone (seed 0 and 1 fixed) would not show.
+    per_seed = [good.mean() - base.mean(), bad.mean() - base.mean()]
+    assert seedy["difference"] == pytest.approx(np.mean(per_seed))
+    assert seedy["verdict"] == "not resolved" and seedy["ci_high"] - seedy["ci_low"] > 0.8 * (per_seed[0] - per_seed[1])
+    with pytest.raises(XmdError, match="f1 and n0 were evaluated on different trials"):
+        seed_paired({"none": [_run(base), _run(base)], "seedy": [_run(good), _run(bad, "g")]}, "none",
+                    sources=sources, resamples=50)
+    with pytest.raises(XmdError, match="paired seed by seed"):
+        seed_paired({"none": [_run(base), _run(base)], "seedy": [_run(good)]}, "none", sources=sources)
+
+
 @pytest.mark.slow
 def test_quick_grid_over_two_seeds_writes_its_tables(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert runner.invoke(app, ["prepare", "synthetic-captions", "--tiny", "-w", "w", "-q"]).exit_code == 0
     assert runner.invoke(app, ["extract-teacher", "-r", "demo-captions", "-w", "w", "-q"]).exit_code == 0
+    for modality in ("text", "image"):  # the full row weights by quality (QAW): it needs both stores
+        result = runner.invoke(app, ["score-quality", "--modality", modality, "-r", "demo-captions", "-w", "w", "-q"])
+        assert result.exit_code == 0, result.output
     tiny = ["--set", "student.image_size=32", "--set", "student.image_channels=[8,16,16,32]",
             "--set", "student.embedding_dim=16", "--set", "training.batch_size=8", "--set", "training.epochs=1",
-            "--set", "method.qaw.enabled=false"]
+            "--set", "method.feature.margin=0.3", "--set", "evaluation.bootstrap=200"]
     result = runner.invoke(app, ["ablate", "-r", "demo-captions", "-w", "w", "--grid", "quick", "--seeds", "2",
                                  *tiny, "--json", "-q"])
     assert result.exit_code == 0, result.output
@@ -53,7 +113,26 @@ def test_quick_grid_over_two_seeds_writes_its_tables(tmp_path, monkeypatch):
         lines = list(csv.DictReader(f))
     assert len(lines) == 6 and {line["seed"] for line in lines} == {"0", "1"}
     assert "top1" in lines[0]
-    assert "± " in (directory / "summary.md").read_text() and (directory / "summary.png").exists()
+    # Every run trained what its row says (the row wins over --set), and results.csv says so too.
+    rows = build_rows("quick", [])
+    for line in lines:
+        resolved = yaml.safe_load((tmp_path / "w" / "runs" / line["run"] / "recipe.resolved.yaml").read_text())
+        assert all(_value(resolved, key) == _value(rows[line["row"]], key) for key in row_keys(rows[line["row"]]))
+        assert line["method.feature.margin"] == str(_value(resolved, ("method", "feature", "margin")))
+        assert line["method.qaw.enabled"] == str(resolved["method"]["qaw"]["enabled"])
+    full = yaml.safe_load((tmp_path / "w" / "runs" / lines[-1]["run"] / "recipe.resolved.yaml").read_text())
+    assert lines[-1]["row"] == "full" and full["method"]["qaw"]["enabled"]
+    assert full["method"]["feature"]["margin"] == 0.3
+    assert any("hard-cosine" in note for note in summary["notes"])
+    # Each row against none: a paired difference over seeds and samples, and a verdict.
+    assert summary["verdicts"]["none"] == "reference"
+    assert {summary["verdicts"][row] for row in ("hard-cosine", "full")} <= {"better", "worse", "not resolved"}
+    entry = summary["paired"]["full"]["top1"]
+    assert entry["ci_low"] <= entry["difference"] <= entry["ci_high"] and entry["seeds"] == 2
+    table = (directory / "summary.md").read_text()
+    assert "| verdict |" in table and "± " in table and (directory / "summary.png").exists()
+    with (directory / "summary.csv").open() as f:
+        assert "top1_verdict" in next(csv.reader(f))
     # A second ablation with the same settings reuses every run.
     stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "w" / "runs").glob("*/checkpoints/last/weights.safetensors")}
     again = runner.invoke(app, ["ablate", "-r", "demo-captions", "-w", "w", "--grid", "quick", "--seeds", "2",

@@ -114,7 +114,8 @@ def test_recipe_side_builds_its_scorer():
     scorer = scorer_for_side(side, "student")
     assert {s.name: (s.weight, s.midpoint) for s in scorer.signals} == {"words": (1.0, 8.0), "letter_ratio": (0.0, 0.6)}
     assert scorer.score("a red square").score < get_scorer("text").score("a red square").score
-    assert [s.name for s in default_signals("speech")] == ["snr_db", "active_ratio", "clipping", "duration"]
+    assert [s.name for s in default_signals("speech")] == ["snr_db", "active_ratio", "clipping", "over_range",
+                                                           "duration"]
 
 
 def test_docs_list_the_default_constants():

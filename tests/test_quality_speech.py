@@ -64,7 +64,7 @@ def test_clean_speech_scores_high_and_path_equals_array(speech, scorer, tmp_path
     utterance = speech[0][0]
     result = scorer.score((utterance, RATE))
     assert result.reason is None and result.score > 0.9
-    assert set(result.signals) == {"snr_db", "active_ratio", "clipping", "duration"}
+    assert set(result.signals) == {"snr_db", "active_ratio", "clipping", "over_range", "duration"}
     path = tmp_path / "clean.wav"
     sf.write(path, utterance, RATE, subtype="FLOAT")
     assert scorer.score(path).score == pytest.approx(result.score, abs=1e-6)
@@ -130,4 +130,4 @@ def test_recipe_overrides_by_signal_name(speech):
     with pytest.raises(XmdError) as error:
         get_scorer("speech", weights={"snr_dbb": 1.0}, key="quality.student")
     assert "quality.student.weights.snr_dbb" in str(error.value)
-    assert "snr_db, active_ratio, clipping, duration" in str(error.value)
+    assert "snr_db, active_ratio, clipping, over_range, duration" in str(error.value)

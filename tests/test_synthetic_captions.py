@@ -163,3 +163,96 @@ def test_caption_embeddings_group_by_class_and_carry_more_than_the_class(tmp_pat
     # a per-sample attribute the label does not carry.
     same_colour = colours[:, None] == colours[None, :]
     assert similarity[same_class & same_colour].mean() > similarity[same_class & ~same_colour].mean()
+
+
+# ---------------------------------------------------------------- worlds (issue 13)
+# Pinned from the generator before the worlds knobs existed: at their defaults every
+# id, split, caption, attribute and degradation must stay as it was.
+DEFAULT_PLAN_SHA256 = {True: "de0a84c08da266a32be226a609b748238eb2b33bc4ad1b6c0b8a24ee5d2c5d60",
+                       False: "28f450393f1355a499f5d7635fda950e5a4c48b214a8553b98dc024e1dd4af41"}
+
+
+@pytest.mark.parametrize("is_tiny", [True, False])
+def test_default_worlds_knobs_leave_the_data_unchanged(is_tiny):
+    import hashlib
+
+    params = captions.resolved_params(DataConfig(adapter="synthetic-captions", tiny=is_tiny))
+    assert not set(params) & set(captions.LATER_DEFAULTS)  # generator.json as before, so still current
+    text = "\n".join(s.to_json() for s, _ in captions.plan(params))
+    assert hashlib.sha256(text.encode()).hexdigest() == DEFAULT_PLAN_SHA256[is_tiny]
+
+
+def worlds(**knobs) -> list:
+    knobs = {"classes": 4, "per_class": 10, "class_attributes": ["colour", "texture", "shape"],
+             "values_per_attribute": 2, **knobs}
+    config = DataConfig(adapter="synthetic-captions", seed=5, captions_data=knobs)
+    return [s for s, _ in captions.plan(captions.resolved_params(config))]
+
+
+def test_composed_classes_fix_their_attributes_and_captions_name_them():
+    samples = worlds()
+    labels = sorted({s.label for s in samples})
+    assert len(labels) == 4 * 2 * 2 and "red-solid-circle" in labels and "orange-striped-square" in labels
+    for s in samples:
+        a = s.info["attributes"]
+        assert s.label == f"{a['colour']}-{a['texture']}-{a['shape']}"
+        assert all(a[key] in s.text for key in ("colour", "texture", "shape"))
+    # The attributes that are not part of the class still vary inside it.
+    assert len({s.info["attributes"]["size"] for s in samples if s.label == "red-solid-circle"}) >= 2
+
+
+def test_the_long_tail_keeps_one_to_three_training_images_and_nothing_else_changes():
+    full = {s.id: s for s in worlds()}
+    samples = worlds(tail_classes=5, tail_train_max=3)
+    tail = sorted({s.label for s in samples if s.info.get("group") == "tail"},
+                  key=lambda label: next(i for i, s in enumerate(samples) if s.label == label))
+    assert len(tail) == 5
+    counts = Counter((s.label, s.split) for s in samples)
+    assert [counts[label, "train"] for label in tail] == [1, 2, 3, 1, 2]  # 1 + k mod 3, in class order
+    head = [label for label in {s.label for s in samples} if label not in tail]
+    assert {counts[label, "train"] for label in head} == {6}
+    for label in tail + head:  # validation and test as every other class
+        assert (counts[label, "validation"], counts[label, "test"]) == (2, 2)
+    # A tail image is the very image the full class has: the tail only drops some.
+    assert all(s.to_json() == full[s.id].to_json() for s in samples if "group" not in s.info)
+    assert all(s.text == full[s.id].text and s.split == full[s.id].split for s in samples)
+
+
+def test_held_out_combinations_are_test_only_and_their_parts_are_trained_on():
+    samples = worlds(held_out_combinations=4, tail_classes=3)
+    held = {s.label for s in samples if s.info.get("group") == "held-out"}
+    assert len(held) == 4
+    assert {s.split for s in samples if s.label in held} == {"test"}
+    trained = [s.info["attributes"] for s in samples if s.split == "train"]
+    assert not {s.label for s in samples if s.split != "test"} & held  # never in training or validation
+    for s in samples:
+        if s.label in held:  # seen only apart: every part of the combination is in training
+            for key in ("colour", "texture", "shape"):
+                assert any(a[key] == s.info["attributes"][key] for a in trained), (s.label, key)
+    assert not held & {s.label for s in samples if s.info.get("group") == "tail"}
+
+
+@pytest.mark.parametrize("knobs, message", [
+    ({"class_attributes": ["shape"], "held_out_combinations": 1}, "composed of two or more"),
+    ({"class_attributes": ["colour", "shape"], "values_per_attribute": 2, "classes": 2,
+      "held_out_combinations": 3}, "held_out_combinations=3"),
+    ({"tail_classes": 16}, "tail_classes=16"),
+    ({"class_attributes": ["colour"]}, "must name shape"),
+])
+def test_impossible_worlds_are_clear_errors(knobs, message):
+    with pytest.raises(XmdError, match=message):
+        worlds(**knobs)
+
+
+def test_worlds_are_deterministic_to_the_byte(tmp_path):
+    knobs = {"classes": 3, "per_class": 6, "class_attributes": ["colour", "shape"], "values_per_attribute": 2,
+             "held_out_combinations": 1, "tail_classes": 2, "image_size": 32}
+
+    def generate(root, seed=0):
+        return captions.read(DataConfig(adapter="synthetic-captions", root=str(root), seed=seed,
+                                        captions_data=knobs), tmp_path)
+    first, second = generate(tmp_path / "a"), generate(tmp_path / "b")
+    assert files_of(tmp_path / "a") == files_of(tmp_path / "b")
+    assert [s.to_json() for s in first.samples] == [s.to_json() for s in second.samples]
+    generate(tmp_path / "c", seed=1)
+    assert files_of(tmp_path / "a") != files_of(tmp_path / "c")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -19,13 +20,17 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from xmd_cli.data.synthetic import degrade
+from xmd_cli.data.synthetic.identities import EXTRA_SHARED, make_identities
 from xmd_cli.data.synthetic.persons import (
     MARKER,
     NAME,
+    _marker,
     effective_parameters,
     plan,
     read,
     render_batch,
+    to_sample,
+    trials,
 )
 from xmd_cli.data.synthetic.voices import ACCENTS, Speaker, VoiceSpec, sentence
 from xmd_cli.errors import XmdError
@@ -292,3 +297,145 @@ def test_worker_processes_render_the_same_bytes(structure, tmp_path):
     for p in (planned[0], planned[-1]):
         for relative in (f"faces/{p.id}.png", f"audio/{p.id}.wav"):
             assert (tmp_path / relative).read_bytes() == (root / relative).read_bytes()
+
+
+# ---------------------------------------------------------------- worlds (issue 13)
+# Pinned from the generator before the worlds knobs existed: at their defaults the
+# plan (every id, split, attribute, jitter, degradation) and every face and voice
+# parameter must stay as they were, or the demo's numbers change.
+DEFAULT_PLAN_SHA256 = {True: "ce8447f8f5512259631a2d730bce7f81f43591730803e9a0196e992ab8f36fdf",
+                       False: "575aa30e722e8846009d4c98a46480aa69644712f6b3a3d13511c1ef1a5bb871"}
+DEFAULT_SPECS_SHA256 = "f3ebb587e47a258a8432dfc6bf2f143b77687cb54119cf5f32ea52ade8dde703"
+
+
+@pytest.mark.parametrize("is_tiny", [True, False])
+def test_default_worlds_knobs_leave_the_data_unchanged(is_tiny):
+    params = effective_parameters(DataConfig(tiny=is_tiny))
+    text = "\n".join(to_sample(p).to_json() for p in plan(params, 0))
+    assert hashlib.sha256(text.encode()).hexdigest() == DEFAULT_PLAN_SHA256[is_tiny]
+    # The marker too: a generation made before the knobs existed is still current.
+    assert set(_marker(params, 0, True, 1)["parameters"]) == {
+        "identities", "per_identity", "test_identities", "validation_per_identity", "degraded_fraction",
+        "image_size", "sample_rate", "trials_per_identity"}
+    specs = repr([(p.face, p.voice) for p in make_identities(40, 0)])
+    assert hashlib.sha256(specs.encode()).hexdigest() == DEFAULT_SPECS_SHA256
+
+
+def faces_config(root: Path, **persons) -> DataConfig:
+    persons = {"population": "teacher-faces", "teacher_identities": 12, "teacher_per_identity": 2,
+               "image_size": 64, **persons}
+    return DataConfig(root=str(root), persons=PersonsConfig(**persons))
+
+
+def test_teacher_faces_are_deterministic_face_only_and_disjoint_from_the_students(tmp_path):
+    first = read(faces_config(tmp_path / "a"), tmp_path)
+    second = read(faces_config(tmp_path / "b"), tmp_path)
+    files = digest(tmp_path / "a")
+    assert files == digest(tmp_path / "b") and len(files) == 12 * 2 + 1  # faces and the marker, no audio
+    assert [s.to_json() for s in first.samples] == [s.to_json() for s in second.samples]
+    assert first.trials == {}
+    assert all(s.audio is None and "voice_only" not in s.info["attributes"] for s in first.samples)
+    # One validation face per identity, the rest for training; no test split.
+    splits = Counter((s.label, s.split) for s in first.samples)
+    assert set(splits.values()) == {1} and {split for _, split in splits} == {"train", "validation"}
+
+    # Other people than the students of the same seed: other labels, other faces and traits.
+    teachers = plan(effective_parameters(faces_config(tmp_path, teacher_identities=200)), 0)
+    students = plan(effective_parameters(DataConfig()), 0)
+    assert not {p.identity.name for p in teachers} & {p.identity.name for p in students}
+    assert not {p.identity.face for p in teachers} & {p.identity.face for p in students}
+    assert len({p.identity.face for p in teachers}) == 200
+    # The same attribute balance as the students: a teacher learns what generalises.
+    genders = Counter(p.identity.attributes["shared"]["gender"] for p in teachers if p.index == 0)
+    assert genders == {"female": 100, "male": 100}
+
+
+def test_test_identities_can_have_more_samples_than_training_ones():
+    params = effective_parameters(DataConfig(persons=PersonsConfig(
+        identities=12, per_identity=2, validation_per_identity=0, test_per_identity=6)))
+    planned = plan(params, 0)
+    per_identity = Counter((p.identity.name, p.split) for p in planned)
+    assert {n for (_, split), n in per_identity.items() if split == "train"} == {2}
+    assert {n for (_, split), n in per_identity.items() if split == "test"} == {6}
+    assert len(trials(planned, 8, 0)) == 3 * 8  # 3 test identities, 4 target + 4 non-target each
+
+
+def test_recording_factor_moves_face_and_voice_of_the_same_recording():
+    config = DataConfig(persons=PersonsConfig(identities=12, per_identity=6, recording_factor=1.0))
+    planned = plan(effective_parameters(config), 0)
+    arousal = np.array([p.recording["arousal"] for p in planned])
+    smile = np.array([p.shot.smile for p in planned])
+    pitch = np.array([p.speech["pitch"] for p in planned])
+    # Within a person it varies per recording; both modalities follow it.
+    assert len({p.recording["arousal"] for p in planned if p.identity.name == "p000"}) == 6
+    assert np.corrcoef(arousal, smile)[0, 1] > 0.5 and np.corrcoef(arousal, pitch)[0, 1] > 0.5
+    assert "recording" in to_sample(planned[0]).info
+    assert "recording" not in to_sample(plan(effective_parameters(DataConfig(tiny=True)), 0)[0]).info
+
+
+def test_extra_shared_attributes_are_balanced_and_shape_both_modalities():
+    people = make_identities(40, 0, extra_shared=3)
+    for key, values in EXTRA_SHARED.items():
+        assert Counter(p.attributes["shared"][key] for p in people) == {values[0]: 20, values[1]: 20}
+    heavy = [p for p in people if p.attributes["shared"]["build"] == "heavy"]
+    slight = [p for p in people if p.attributes["shared"]["build"] == "slight"]
+    assert np.mean([p.face.head_w for p in heavy]) > np.mean([p.face.head_w for p in slight])
+    assert np.mean([p.voice.formants[2] for p in heavy]) < np.mean([p.voice.formants[2] for p in slight])
+    # The extras come after every earlier draw: gender, age and face-only attributes stay.
+    plain = make_identities(40, 0)
+    assert [p.attributes["face_only"] for p in people] == [p.attributes["face_only"] for p in plain]
+    assert [p.attributes["shared"]["age"] for p in people] == [p.attributes["shared"]["age"] for p in plain]
+
+
+def test_voice_strength_zero_makes_voices_blind_to_gender_and_age():
+    people = make_identities(40, 0, voice_strength=0.0)
+    plain = make_identities(40, 0)
+    for attribute in ("gender", "age_group"):
+        groups = {}
+        for p in people:
+            groups.setdefault(p.attributes["shared"][attribute], []).append(np.log(p.voice.pitch_base_hz))
+        means = [np.mean(v) for v in groups.values()]
+        assert max(means) - min(means) < 0.12, (attribute, means)  # idiosyncratic spread is 0.1 (log)
+    assert [p.face for p in people] == [p.face for p in plain]  # the face is unchanged
+
+
+# A probe on simple features (the ones above), on identities held out of training:
+# the shared attribute is in both modalities, and the voice carries it only as far
+# as voice_shared_strength lets it. 40 identities x 2 samples at 64 px a run.
+PROBE = dict(identities=40, per_identity=2, validation_per_identity=1, image_size=64, extra_shared=1)
+
+
+@pytest.fixture(scope="module")
+def probed_voices(tmp_path_factory):
+    runs = {}
+    for strength in (1.0, 0.0):
+        root = tmp_path_factory.mktemp(f"probe{strength}") / "data"
+        out = read(DataConfig(root=str(root), seed=1, persons=PersonsConfig(
+            **PROBE, voice_shared_strength=strength)), root.parent)
+        runs[strength] = (out.samples, np.stack([voice_features(root / s.audio) for s in out.samples]))
+    return runs
+
+
+@pytest.fixture(scope="module")
+def probed_faces(tmp_path_factory):
+    root = tmp_path_factory.mktemp("probe-faces") / "data"
+    out = read(faces_config(root, teacher_identities=100, extra_shared=1), root.parent)
+    return out.samples, np.stack([face_features(root / s.images[0]) for s in out.samples])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["gender", "build"])
+def test_probe_finds_the_shared_attribute_in_the_teacher_faces(probed_faces, name):
+    samples, features = probed_faces
+    accuracy, base = attribute_accuracy(samples, features, "shared", name)
+    assert accuracy > base + 0.12, (name, accuracy)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["gender", "build"])
+def test_voice_probe_follows_the_audibility_knob(probed_voices, name):
+    audible = attribute_accuracy(*probed_voices[1.0], "shared", name)
+    silent = attribute_accuracy(*probed_voices[0.0], "shared", name)
+    assert audible[0] > audible[1] + 0.15, (name, audible)
+    assert silent[0] < silent[1] + 0.15, (name, silent)  # chance, within noise
+    assert audible[0] > silent[0] + 0.15, (name, audible, silent)

@@ -4,6 +4,8 @@ evaluate, diagnose, the checkpoint teacher (and export/embed) all rebuild a
 student from its checkpoint folder the same way and embed inputs the same way:
 eval mode, no gradient, whole utterances (or the first image), no augmentation,
 so that every number about a checkpoint describes one and the same network.
+Utterances share a batch only with utterances of the same sample count (no
+padding), so an embedding does not depend on its batch beyond float rounding.
 
 A checkpoint directory (from `xmd train` or `xmd distill`) holds weights.safetensors
 (keys `student.*`, `method.*`) and meta.json (task, student config, classes,
@@ -20,14 +22,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from xmd_cli.data.buckets import embed_dataset
 from xmd_cli.data.manifest import Manifest, Sample
 from xmd_cli.errors import XmdError
 from xmd_cli.recipe import StudentConfig
 from xmd_cli.training.checkpoint import load_part, load_student, read_meta
 from xmd_cli.vocab import is_speech_arch
 
-__all__ = ["CheckpointModel", "describe_embedding", "embed_samples", "embedding_batch_size", "load_checkpoint",
-           "load_student", "read_meta", "student_embeddings"]
+__all__ = ["CheckpointModel", "describe_embedding", "embed_dataset", "embed_samples", "embedding_batch_size",
+           "load_checkpoint", "load_student", "read_meta", "student_embeddings"]
 
 
 @dataclass
@@ -98,30 +101,32 @@ def load_checkpoint(directory: Path, device: torch.device) -> CheckpointModel:
 
 
 IMAGE_BATCH = 64
+SPEECH_BATCH = 32  # utterances of one exact length embedded at once (data/buckets.py bounds the memory)
 
 
 def embedding_batch_size(config) -> int:
-    """How many inputs a student embeds at once at evaluation and validation.
+    """How many inputs training's closed-set validation embeds at once (padded batches).
 
-    Speech goes one whole utterance at a time: padding a batch would change what
-    the convolutions see at the end of each utterance (speechbrain pads by
+    Speech goes one whole utterance at a time there: padding a batch would change
+    what the convolutions see at the end of each utterance (speechbrain pads by
     reflection), and scores must not depend on which utterances shared a batch.
-    Images, all of one size, go in batches.
+    Images, all of one size, go in batches. (`embed_samples` batches utterances of
+    identical length instead, which needs no padding.)
     """
     return 1 if is_speech_arch(config.arch) else IMAGE_BATCH
 
 
 def describe_embedding(model: CheckpointModel) -> str:
     if is_speech_arch(model.config.arch):
-        return f"whole utterance, batch 1, {model.config.sample_rate} Hz, eval mode"
+        return (f"whole utterance, batched only with utterances of the same sample count (no padding; up to "
+                f"{SPEECH_BATCH}), {model.config.sample_rate} Hz, eval mode")
     return f"first image of each sample, {model.config.image_size} px, eval mode, batch {IMAGE_BATCH}"
 
 
-@torch.no_grad()
 def embed_samples(model: CheckpointModel, manifest: Manifest, samples: list[Sample], *, stage: str,
                   num_workers: int = 0, out=None) -> np.ndarray:
     """float64 (len(samples), embedding_dim), row i from samples[i]."""
-    from xmd_cli.data.datasets import build_dataset, collate
+    from xmd_cli.data.datasets import build_dataset
 
     if not samples:
         raise XmdError(f"{stage}: no samples to embed")
@@ -133,18 +138,10 @@ def embed_samples(model: CheckpointModel, manifest: Manifest, samples: list[Samp
     order = [position[s.id] for s in samples]
     dataset.samples = [dataset.samples[i] for i in order]
     dataset.targets = [dataset.targets[i] for i in order]
-    batch = embedding_batch_size(model.config)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=False, collate_fn=collate,
-                                         num_workers=num_workers)
-    rows = np.empty((len(samples), model.config.embedding_dim), dtype=np.float64)
-    done = 0
+    batch = SPEECH_BATCH if is_speech_arch(model.config.arch) else IMAGE_BATCH
     with out.progress() if out is not None else nullcontext(lambda *args: None) as update:
-        for inputs, _, indices, _ in loader:
-            # Batch 1 needs no lengths; image students take none.
-            embedding = model.student(inputs.to(model.device))
-            rows[indices.numpy()] = embedding.float().cpu().numpy()
-            done += indices.numel()
-            update(stage, done, len(samples))
+        rows = embed_dataset(model.student, dataset, model.device, batch=batch, num_workers=num_workers,
+                             update=lambda done, total: update(stage, done, total))
     if not np.isfinite(rows).all():
         bad = samples[int(np.argmax(~np.isfinite(rows).all(axis=1)))].id
         raise XmdError(f"{stage}: the student gave a NaN or infinite embedding (first for sample {bad!r})",

@@ -21,6 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from xmd_cli.errors import XmdError
+from xmd_cli.io import write_text
 from xmd_cli.vocab import ADAPTER_NAMES, MODALITIES, REAL_TEACHERS, STUDENT_ARCHS, TASKS, TEACHER_KINDS
 
 # Keys that were renamed: old path -> new path. A recipe may still use the old key;
@@ -48,6 +49,26 @@ class PersonsConfig(Section):
     image_size: int = Field(128, ge=64, description="face image side in pixels")
     sample_rate: int = Field(16000, ge=8000, le=48000, description="audio sample rate in Hz")
     trials_per_identity: int = Field(40, ge=2, description="verification trials per test identity (half target)")
+    # The worlds of issue 13 (docs/synthetic-persons.md, "Worlds"): at these defaults the
+    # generation is byte for byte what it was before these fields existed.
+    population: Literal["students", "teacher-faces"] = Field(
+        "students", description="students: identities with face and voice, the student's splits and trials; "
+        "teacher-faces: a separate, larger population of face-only identities, disjoint from the students', "
+        "to train a face teacher on")
+    teacher_identities: int = Field(300, ge=2, description="teacher-faces: number of face-only identities")
+    teacher_per_identity: int = Field(4, ge=2, description="teacher-faces: face images per identity "
+                                      "(one of each is kept for validation)")
+    test_per_identity: int | None = Field(None, ge=2, description="samples per test identity (default: "
+                                          "per_identity), so training identities can have few utterances "
+                                          "while test identities keep enough for trials")
+    voice_shared_strength: float = Field(1.0, ge=0, le=1, description="how audible the shared attributes "
+                                         "(gender, age, extra_shared) are in the voice: 1 as designed, 0 not at "
+                                         "all; the face is unchanged")
+    extra_shared: int = Field(0, ge=0, le=3, description="shared attributes beyond gender and age, shaping both "
+                              "face and voice: the first N of build, lineage, vigour")
+    recording_factor: float = Field(0.0, ge=0, le=1, description="strength of a per-recording factor (arousal) "
+                                    "seen in both the face (smile, chin) and the utterance (pitch, rate, range) "
+                                    "of the same sample; 0: none")
 
 
 class CaptionsConfig(Section):
@@ -63,6 +84,21 @@ class CaptionsConfig(Section):
     test_fraction: float = Field(0.25, ge=0, lt=1, description="share of each class kept for test")
     degraded_fraction: float = Field(0.2, ge=0, le=1, description="share of images that are blurred, dark or noisy")
     image_size: int = Field(64, ge=32, description="image side in pixels")
+    # Composition and a long tail (docs/synthetic-captions.md, "Worlds"): at these defaults
+    # the generation is byte for byte what it was before these fields existed.
+    class_attributes: list[Literal["size", "colour", "texture", "shape"]] = Field(
+        default_factory=lambda: ["shape"], description="attributes whose combination is the class; must "
+        "include shape (e.g. [colour, shape]: classes like red-circle); the others vary per image")
+    values_per_attribute: int | None = Field(None, ge=2, description="composed classes: the first N values of "
+                                             "each class attribute other than shape (shape: `classes`); "
+                                             "default all")
+    held_out_combinations: int = Field(0, ge=0, description="composed classes kept out of training: all their "
+                                       "images are test images (info.group held-out), and each of their "
+                                       "attribute values is still seen in training, in other classes")
+    tail_classes: int = Field(0, ge=0, description="classes of the long tail: they keep only 1 to "
+                              "tail_train_max training images (info.group tail); validation and test as the rest")
+    tail_train_max: int = Field(3, ge=1, description="tail class k (in class order) keeps 1 + k mod this "
+                                "many training images")
 
 
 class DataConfig(Section):
@@ -246,6 +282,9 @@ class TrainingConfig(Section):
     train_fraction: float = Field(1.0, gt=0, le=1, description="train on this share of each class's "
                                   "training samples (seeded): the papers' little-data setting")
     tensorboard: bool = Field(False, description="also log to TensorBoard (needs the tensorboard package)")
+    validation_trials: str | None = Field(None, description="open-set validation (validation identities unseen "
+                                          "in training): a trial list of the work directory or a file over "
+                                          "validation samples; default: pairs generated over the validation split")
 
 
 class EvaluationConfig(Section):
@@ -281,11 +320,136 @@ class _LineLoader(yaml.SafeLoader):
     """SafeLoader (no executable tags) that also remembers where each key stands."""
 
 
-def _key_lines(text: str) -> dict[tuple, int]:
-    """Map each key path in a YAML text to its 1-based line, for error messages."""
+# A recipe is a few hundred values, four or five levels deep. Aliases share one node
+# among many places, so a few lines (`a: &a [x, x]`, `b: &b [*a, *a]`, ...) can stand
+# for billions of values that validation, --set and the key-line map would each walk;
+# the expanded size is therefore counted on the node graph (each node once) and
+# refused past these bounds, before anything walks the expanded document.
+MAX_NODES = 100_000
+MAX_DEPTH = 32
+
+
+def _expanded_size(root: yaml.Node, source: str) -> int:
+    """Nodes of the document with every alias expanded, counted with one visit per node.
+
+    Raises XmdError past MAX_NODES or MAX_DEPTH, or when an alias refers to a node that
+    contains it (the document would be infinite).
+    """
+    sizes: dict[int, tuple[int, int]] = {}  # id(node) -> (expanded size, height)
+    open_nodes: set[int] = set()
+
+    def visit(node: yaml.Node, depth: int) -> tuple[int, int]:
+        key = id(node)
+        if key in open_nodes:
+            raise XmdError(f"{source}:{node.start_mark.line + 1}: an alias refers to the section that contains it, "
+                           "so the recipe never ends; write the values out instead")
+        if key not in sizes:
+            if depth > MAX_DEPTH:
+                raise XmdError(f"{source}:{node.start_mark.line + 1}: nested more than {MAX_DEPTH} levels deep; "
+                               "a recipe has at most a few levels: check the indentation and brackets")
+            open_nodes.add(key)
+            children = _children(node)
+            measured = [visit(child, depth + 1) for child in children]
+            open_nodes.discard(key)
+            sizes[key] = (1 + sum(m[0] for m in measured), 1 + max((m[1] for m in measured), default=0))
+        size, height = sizes[key]
+        if depth + height - 1 > MAX_DEPTH:
+            raise XmdError(f"{source}:{node.start_mark.line + 1}: nested more than {MAX_DEPTH} levels deep "
+                           "(through aliases); write the values out instead")
+        if size > MAX_NODES:
+            raise XmdError(f"{source}:{node.start_mark.line + 1}: aliases expand to more than {MAX_NODES:,} values "
+                           "(an alias bomb, or a recipe far larger than any xmd reads); write the values out "
+                           "instead of nesting aliases")
+        return size, height
+
+    return visit(root, 1)[0]
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _decode(data: bytes, source: str) -> str:
+    """UTF-8 text of a recipe; a bad byte is an error naming its offset and line."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise XmdError(f"{source}:{line}: not UTF-8 text (byte 0x{data[e.start]:02x} at byte offset {e.start}); "
+                       "save the recipe as UTF-8, e.g. `iconv -f latin1 -t utf-8 in.yaml > out.yaml`") from None
+
+
+def _check_flow_depth(text: str, source: str) -> None:
+    """Refuse flow brackets ([ {) nested past MAX_DEPTH before PyYAML scans them.
+
+    PyYAML's scanner does work proportional to the open brackets at every token, so
+    thousands of nested brackets take seconds before any error; counting them here
+    is one pass. Brackets inside quotes and comments do not count.
+    """
+    depth, quote, line, previous = 0, "", 1, "\n"
+    in_comment = False
+    for char in text:
+        if char == "\n":
+            line, in_comment = line + 1, False
+        elif in_comment:
+            pass
+        elif quote:
+            if char == quote:
+                quote = ""
+        elif char in "'\"" and previous in " \t\n[{,:":  # a quoted scalar begins
+            quote = char
+        elif char == "#" and previous in " \t\n":
+            in_comment = True
+        elif char in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise XmdError(f"{source}:{line}: nested more than {MAX_DEPTH} levels deep; a recipe has at most "
+                               "a few levels: check the brackets")
+        elif char in "]}":
+            depth = max(0, depth - 1)
+        previous = char
+
+
+def parse_yaml(text: str, source: str) -> tuple[Any, yaml.Node | None]:
+    """The value of one YAML document and its node graph, with alias expansion and depth bounded."""
+    _check_flow_depth(text, source)
+    loader = _LineLoader(text)  # a SafeLoader subclass: no executable tags
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, None
+        _expanded_size(node, source)
+        return loader.construct_document(node), node
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark else source
+        raise XmdError(f"{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    except RecursionError:
+        # PyYAML composes nested nodes recursively: a few hundred open brackets exhaust the stack.
+        raise XmdError(f"{source}: nested too deeply to parse (hundreds of levels); a recipe has at most a few "
+                       "levels: check the brackets and indentation") from None
+    finally:
+        loader.dispose()
+
+
+def _key_lines(root: yaml.Node | None) -> dict[tuple, int]:
+    """Map each key path in a YAML node graph to its 1-based line, for error messages.
+
+    A node shared through an alias is walked once, at its first path: the paths that
+    reach it through the alias fall back to the alias key's line. (Walking every path
+    would cost the alias-expanded size.)
+    """
     lines: dict[tuple, int] = {}
+    seen: set[int] = set()
 
     def walk(node, path):
+        if id(node) in seen:
+            return
+        seen.add(id(node))
         if isinstance(node, yaml.MappingNode):
             for key_node, value_node in node.value:
                 key = (*path, key_node.value)
@@ -296,10 +460,8 @@ def _key_lines(text: str) -> dict[tuple, int]:
                 lines[(*path, i)] = item.start_mark.line + 1
                 walk(item, (*path, i))
 
-    try:
-        walk(yaml.compose(text, Loader=_LineLoader), ())
-    except yaml.YAMLError:
-        pass
+    if root is not None:
+        walk(root, ())
     return lines
 
 
@@ -349,8 +511,10 @@ def parse_override(text: str) -> tuple[tuple[str, ...], Any]:
     if not key.strip():
         raise XmdError(f"--set {text!r}: the key is empty")
     try:
-        parsed = yaml.safe_load(value) if value.strip() else None
-    except yaml.YAMLError:
+        parsed = parse_yaml(value, f"--set {key.strip()}")[0] if value.strip() else None
+    except XmdError as e:
+        if "not valid YAML" not in e.message:
+            raise  # bounded expansion applies to --set too
         parsed = value
     return tuple(key.strip().split(".")), parsed
 
@@ -365,28 +529,26 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
                 child = node[part] = {}
             elif not isinstance(child, dict):
                 raise XmdError(f"--set {text!r}: '{part}' is a value, not a section")
+            else:  # a copy: a section shared through a YAML alias must change at this path only
+                child = node[part] = dict(child)
             node = child
         node[path[-1]] = value
     return raw
 
 
 def load_yaml(path: Path) -> tuple[dict, dict[tuple, int]]:
+    """A recipe file's raw mapping and the line of each key; every fault of the file is an XmdError."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        data = Path(path).read_bytes()
     except OSError as e:
         raise XmdError(f"{path}: cannot read recipe ({e.strerror})",
                        hint="`xmd recipes list` shows the recipes that ship with xmd") from None
-    try:
-        raw = yaml.load(text, Loader=_LineLoader)  # a SafeLoader subclass: no executable tags
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise XmdError(f"{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    raw, root = parse_yaml(_decode(data, str(path)), str(path))
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise XmdError(f"{path}: a recipe must be a mapping of sections, got {type(raw).__name__}")
-    return raw, _key_lines(text)
+    return raw, _key_lines(root)
 
 
 def _rename_deprecated(raw: dict, source: str) -> dict:
@@ -440,5 +602,6 @@ def dump_recipe(recipe: Recipe) -> str:
 def save_resolved(recipe: Recipe, path: Path) -> Path:
     """Every run saves the recipe it actually ran with, all defaults filled in."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"# resolved recipe written by xmd; rerun with --recipe {path.name}\n" + dump_recipe(recipe))
+    # Atomic: a run's state check reads this file back, so a kill must never leave half of it.
+    write_text(path, f"# resolved recipe written by xmd; rerun with --recipe {path.name}\n" + dump_recipe(recipe))
     return path

@@ -17,7 +17,7 @@ from typer.core import TyperOption
 
 from xmd_cli import __version__
 from xmd_cli.console import Output
-from xmd_cli.errors import XmdError
+from xmd_cli.errors import XmdError, disk_error
 
 app = typer.Typer(name="xmd", no_args_is_help=True, add_completion=True,
                   pretty_exceptions_show_locals=False,
@@ -65,7 +65,8 @@ def output(json_mode: bool, verbose: int, quiet: bool) -> Output:
 
 
 def user_errors(command):
-    """Print an XmdError as one clear message and exit non-zero, without a traceback."""
+    """Print an XmdError, or a disk fault (full, read-only, no permission), as one clear message and exit
+    non-zero, without a traceback."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
@@ -74,6 +75,13 @@ def user_errors(command):
         except XmdError as e:
             Output().error(str(e))
             raise typer.Exit(e.exit_code) from None
+        except OSError as e:
+            # A full or read-only disk is the machine's state, not a bug: one line naming the path.
+            error = disk_error(e, near=kwargs.get("workdir"))
+            if error is None:
+                raise
+            Output().error(str(error))
+            raise typer.Exit(error.exit_code) from None
         except KeyboardInterrupt:
             Output().error("interrupted; finished work is kept, rerun the same command to resume")
             raise typer.Exit(130) from None

@@ -89,8 +89,11 @@ class SpeechDataset(_SeededDataset):
 
     def __getitem__(self, index: int):
         sample = self.samples[index]
-        wave, _ = read_audio(self.manifest.path(sample.audio), segment=sample.segment,
-                             target_rate=self.sample_rate)
+        try:
+            wave, _ = read_audio(self.manifest.path(sample.audio), segment=sample.segment,
+                                 target_rate=self.sample_rate)
+        except XmdError as e:  # name the sample too: the run reports by id
+            raise XmdError(f"sample {sample.id!r}: {e.message}", hint=e.hint) from None
         if self.train:
             rng = self.rng(index)
             wave = random_crop(wave, self.crop_seconds, rng, sample_rate=self.sample_rate)

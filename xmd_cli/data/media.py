@@ -5,7 +5,11 @@ goes through PyAV (`xmd_cli.data.containers`). `prepare` asks
 `audio_issue` / `image_issue` about every file first. The checks read headers
 only (a `soundfile.SoundFile` open, `PIL.Image.verify`), so checking a million files costs
 seconds to minutes, not hours; a file whose header is sound but whose body is
-damaged is caught when a later stage decodes it.
+damaged is caught when a later stage decodes it. Two exceptions, because their
+damage decodes without an error into silently wrong data: float audio (wav
+subtype FLOAT/DOUBLE) is read whole for NaN/inf samples, which integer PCM
+cannot hold, and `load_image` decodes with truncated data refused, never
+padded with black.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import codecs
 import os
 import stat
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -33,6 +38,8 @@ IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 # Kaldi's extract-segments tolerates a segment end this far past the recording's end
 # (--max-overshoot=0.5) and cuts it at the end; xmd does the same.
 SEGMENT_OVERSHOOT = 0.5
+FLOAT_SUBTYPES = {"FLOAT", "DOUBLE"}  # the only sample formats that can hold NaN or inf
+SCAN_FRAMES = 1 << 16  # frames read at a time when scanning float audio (constant memory)
 
 
 @dataclass(frozen=True)
@@ -98,6 +105,7 @@ def audio_header(path: Path | str) -> tuple[AudioHeader | None, MediaIssue | Non
         # soundfile.info, which also formats descriptions nobody reads here.
         with sf.SoundFile(str(path)) as f:
             info = AudioHeader(f.frames, f.samplerate, f.channels)
+            bad_frame = _first_nonfinite_frame(f) if f.subtype in FLOAT_SUBTYPES else None
     except (sf.SoundFileError, RuntimeError, OSError):
         if _is_container(path):
             info, issue = _container_header(path)
@@ -108,7 +116,10 @@ def audio_header(path: Path | str) -> tuple[AudioHeader | None, MediaIssue | Non
         # for a file that exists but is garbage), so it is not quoted.
         return None, MediaIssue("unreadable-audio", f"{path}: not readable as audio: the file is corrupt "
                                 "or not in a format libsndfile reads (wav, flac, ogg, mp3); re-export it as wav")
-    return _nonempty(path, info)
+    header, issue = _nonempty(path, info)
+    if issue is None and bad_frame is not None:
+        return None, MediaIssue("unreadable-audio", _nonfinite_reason(path, bad_frame, info.samplerate))
+    return header, issue
 
 
 def _nonempty(path: Path, info: AudioHeader) -> tuple[AudioHeader | None, MediaIssue | None]:
@@ -116,6 +127,23 @@ def _nonempty(path: Path, info: AudioHeader) -> tuple[AudioHeader | None, MediaI
         return None, MediaIssue("unreadable-audio", f"{path}: holds no audio frames (a header only); "
                                 "re-export or remove it")
     return info, None
+
+
+def _first_nonfinite_frame(handle: sf.SoundFile) -> int | None:
+    """The first frame holding a NaN or inf sample, scanning a float file in blocks; None when all are finite."""
+    start = 0
+    for block in handle.blocks(blocksize=SCAN_FRAMES, dtype="float32", always_2d=True):
+        finite = np.isfinite(block).all(axis=1)
+        if not finite.all():
+            return start + int(np.argmin(finite))
+        start += len(block)
+    return None
+
+
+def _nonfinite_reason(path, frame: int, rate: int) -> str:
+    # Damage a decoder passes on without complaint; left in, it turns a whole batch's loss into NaN.
+    return (f"{path}: holds NaN or infinite samples (first at {frame / rate:.3f} s); the file is damaged: "
+            "re-export it or remove it")
 
 
 def segment_issue(path: Path | str, segment: tuple[float, float], duration: float) -> MediaIssue | None:
@@ -177,6 +205,9 @@ def read_audio(path: Path | str, *, segment: tuple[float, float] | None = None,
     samples = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
     if samples.size == 0:
         raise XmdError(f"{path}: no audio samples in {segment or 'the file'}")
+    finite = np.isfinite(samples)
+    if not finite.all():
+        raise XmdError(_nonfinite_reason(path, start + int(np.argmin(finite)), rate))
     return _resampled(samples, rate, target_rate)
 
 
@@ -257,17 +288,40 @@ def image_problem(path: Path | str) -> str | None:
 
 
 def load_image(path: Path | str):
-    """The image at `path` as an RGB `PIL.Image.Image`; unreadable input raises `XmdError`."""
-    from PIL import Image
+    """The image at `path` as an RGB `PIL.Image.Image`; unreadable input raises `XmdError`.
+
+    Truncated data is an error: with PIL's LOAD_TRUNCATED_IMAGES (a process-wide
+    switch any library may turn on) the missing rows would decode as black.
+    """
+    from PIL import Image, ImageFile
 
     try:
         with Image.open(path) as image:
+            _decode_whole(image, ImageFile)
             return image.convert("RGB")
     # PIL raises many types on bad data (see image_issue); the checks say why in words.
     except Exception as e:  # noqa: BLE001
         issue = image_issue(path)
         raise XmdError(issue.reason if issue else f"{path}: cannot decode image ({type(e).__name__}: {e}); "
                        "the file is damaged: re-export it") from None
+
+
+_STRICT_DECODE = threading.Lock()
+
+
+def _decode_whole(image, image_file) -> None:
+    """Decode every pixel of `image`, raising OSError on truncated data whatever the global switch says."""
+    if not image_file.LOAD_TRUNCATED_IMAGES:  # PIL's default: load() already refuses truncated data
+        image.load()
+        return
+    # Someone turned the switch on for the whole process: off for this decode, one thread at a time
+    # so that two decodes never restore each other's value.
+    with _STRICT_DECODE:
+        allowed, image_file.LOAD_TRUNCATED_IMAGES = image_file.LOAD_TRUNCATED_IMAGES, False
+        try:
+            image.load()
+        finally:
+            image_file.LOAD_TRUNCATED_IMAGES = allowed
 
 
 def has_extension(name: str, extensions: set[str]) -> bool:

@@ -388,28 +388,49 @@ def paired_verification(score_sets, labels, enroll_ids, test_ids, *, p_targets=(
     >>> result["eer"][1]["ci_low"] == result["eer"][1]["ci_high"] == 0.0
     True
     """
-    from xmd_cli.metrics.verification import verification_summary
     if len(score_sets) < 2:
         raise XmdError("a paired comparison needs at least two score sets")
+    _check_confidence(confidence, resamples)
+    points, values = resampled_verification(score_sets, labels, enroll_ids, test_ids, p_targets=p_targets,
+                                            resamples=resamples, seed=seed, c_miss=c_miss, c_fa=c_fa,
+                                            sources=sources)
+    result = {}
+    for column, name in enumerate(_metric_names(p_targets)):
+        result[name] = [paired_difference(points[k][name] - points[0][name],
+                                    values[k][:, column] - values[0][:, column], confidence,
+                                    is_lower_better(name)) for k in range(1, len(points))]
+    return result
+
+
+def resampled_verification(score_sets, labels, enroll_ids, test_ids, *, p_targets=(0.01, 0.05),
+                           resamples: int = 1000, seed: int = 0, c_miss: float = 1.0, c_fa: float = 1.0,
+                           sources=None) -> tuple[list[dict], list[np.ndarray]]:
+    """(point metrics, (resamples x metrics) values) of each score set, all on the same resampled identities.
+
+    The building block of paired comparisons: columns are `eer` then `min_dcf@p` for each p;
+    a resample is drawn by `resample_counts(identities, resamples, seed)`, so two calls with the
+    same trials and seed resample identically.
+    """
+    from xmd_cli.metrics.verification import verification_summary
     sources = sources or [f"score set {k + 1}" for k in range(len(score_sets))]
     checked = [_check_trials(s, labels, source) for s, source in zip(score_sets, sources)]
     labels = checked[0][1]
-    _check_confidence(confidence, resamples)
     first, second, names = trial_units(labels, enroll_ids, test_ids, source=sources[0])
     counts = resample_counts(len(names), resamples, seed)
     systems = [_SortedSystem(scores, labels, first, second) for scores, _ in checked]
     values = _resampled(systems, counts, labels.size, p_targets, c_miss, c_fa)
     points = [verification_summary(scores, labels, p_targets=p_targets, c_miss=c_miss, c_fa=c_fa)
               for scores, _ in checked]
-    result = {}
-    for column, name in enumerate(_metric_names(p_targets)):
-        result[name] = [_difference(points[k][name] - points[0][name],
-                                    values[k][:, column] - values[0][:, column], confidence,
-                                    is_lower_better(name)) for k in range(1, len(systems))]
-    return result
+    return points, values
 
 
-def _difference(point: float, resampled: np.ndarray, confidence: float, lower_is_better: bool) -> dict:
+def metric_names(p_targets) -> list[str]:
+    """The columns of `resampled_verification`: eer, then min_dcf@p for each p."""
+    return _metric_names(p_targets)
+
+
+def paired_difference(point: float, resampled: np.ndarray, confidence: float, lower_is_better: bool) -> dict:
+    """{difference, ci_low, ci_high, verdict} from a point difference and its resampled values."""
     low, high = _percentile(resampled, confidence)
     judged = "not resolved" if low is None else verdict(low, high, lower_is_better=lower_is_better)
     return {"difference": float(point), "ci_low": low, "ci_high": high, "verdict": judged}
@@ -491,5 +512,11 @@ def paired_accuracy(corrects, classes, *, resamples: int = 1000, confidence: flo
     _check_confidence(confidence, resamples)
     right = _resampled_correct(correct, classes, resamples, seed) / classes.size
     point = correct.mean(axis=1)
-    return [_difference(point[k] - point[0], right[k] - right[0], confidence, False)
+    return [paired_difference(point[k] - point[0], right[k] - right[0], confidence, False)
             for k in range(1, correct.shape[0])]
+
+
+def resampled_accuracy(corrects, classes, *, resamples: int = 1000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(accuracy of each run, (runs x resamples) accuracies), every run on the same stratified resamples."""
+    correct, classes = _check_correct(corrects, classes)
+    return correct.mean(axis=1), _resampled_correct(correct, classes, resamples, seed) / classes.size

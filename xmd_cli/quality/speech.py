@@ -18,10 +18,14 @@ Signals:
   recording's peak magnitude; clean speech touches its peak at isolated samples,
   clipped speech is cut flat there. Relative to the peak, so clipping that was
   later scaled down is found too.
+- `over_range`: share of samples beyond full scale (|x| > 1). Integer PCM cannot
+  hold them; float files can, and any conversion to PCM, playback or a front
+  end that assumes [-1, 1] clips them, so they are clipping not yet applied.
 - `duration`: seconds.
 
-Silence (peak below -60 dBFS), non-finite samples and unreadable or empty files
-force the score to 0 with the reason.
+Silence (peak below -60 dBFS), samples far beyond full scale (peak above
++12 dBFS: unnormalised or garbage float data, not a recording), non-finite
+samples and unreadable or empty files force the score to 0 with the reason.
 """
 
 from __future__ import annotations
@@ -56,6 +60,10 @@ WADA_TABLE = np.array([
 ])
 _AMPLITUDE_FLOOR = 1e-10  # Kim & Stern's floor: ln(0) would be -inf
 SILENCE_PEAK = 1e-3  # -60 dBFS
+FULL_SCALE = 1.0  # float audio's full scale: what integer PCM maps to [-1, 1)
+# Past 4x full scale (+12 dBFS) no gain staging explains the file: the float data was
+# written unnormalised (e.g. int16 values stored as float) or is damaged.
+FAR_OVER_RANGE_PEAK = 4.0
 FRAME_SECONDS, HOP_SECONDS = 0.02, 0.01
 
 SNR_DB = Signal("snr_db", 10.0, 0.3, 1.0, "dB", "WADA-SNR estimate of speech power over noise power")
@@ -63,6 +71,8 @@ ACTIVE_RATIO = Signal("active_ratio", 0.2, 3.0, 1.0, "share",
                       "share of 20 ms frames with speech (6 dB over the noise floor)", scale="log2")
 CLIPPING = Signal("clipping", 0.01, -1.5, 1.0, "share",
                   "share of samples in flat runs at the peak magnitude", scale="log2")
+OVER_RANGE = Signal("over_range", 0.001, -1.5, 1.0, "share",
+                    "share of samples beyond full scale (magnitude above 1)", scale="log2")
 DURATION = Signal("duration", 1.0, 4.0, 1.0, "seconds", "length of the recording", scale="log2")
 
 
@@ -115,9 +125,14 @@ def clipping_ratio(x: np.ndarray, min_run: int = 3) -> float:
     return float(runs[runs >= min_run].sum() / len(x))
 
 
-def speech_signals(x: np.ndarray, rate: int) -> dict[str, float]:
+def over_range_ratio(x: np.ndarray) -> float:
+    """Share of samples beyond full scale, on the samples as stored (before any DC removal)."""
+    return float(np.mean(np.abs(x) > FULL_SCALE))
+
+
+def speech_signals(x: np.ndarray, rate: int, over_range: float = 0.0) -> dict[str, float]:
     return {"snr_db": wada_snr(x), "active_ratio": active_ratio(x, rate),
-            "clipping": clipping_ratio(x), "duration": len(x) / rate}
+            "clipping": clipping_ratio(x), "over_range": over_range, "duration": len(x) / rate}
 
 
 def _read(item) -> tuple[np.ndarray, int]:
@@ -139,7 +154,7 @@ def _read(item) -> tuple[np.ndarray, int]:
 
 class SpeechScorer(Scorer):
     modality = "speech"
-    DEFAULTS = (SNR_DB, ACTIVE_RATIO, CLIPPING, DURATION)
+    DEFAULTS = (SNR_DB, ACTIVE_RATIO, CLIPPING, OVER_RANGE, DURATION)
 
     def measure(self, item) -> dict[str, float] | QualityResult:
         loaded = self.load(item, _read)
@@ -151,9 +166,15 @@ class SpeechScorer(Scorer):
         duration = {"duration": x.size / rate}
         if not np.all(np.isfinite(x)):
             return self.failure("audio holds NaN or infinite samples; the file is damaged: re-export it", duration)
+        over = {**duration, "over_range": over_range_ratio(x)}
+        stored_peak = float(np.max(np.abs(x)))
+        if stored_peak > FAR_OVER_RANGE_PEAK:
+            return self.failure(f"samples reach {20 * np.log10(stored_peak):+.0f} dBFS, far beyond full scale "
+                                f"({over['over_range']:.1%} of them past it): the float data is unnormalised or "
+                                "damaged; re-export it scaled to [-1, 1]", over)
         x = x - x.mean()  # a DC offset is not speech
         peak = float(np.max(np.abs(x)))
         if peak < SILENCE_PEAK:
             return self.failure(f"silent: peak level {20 * np.log10(max(peak, 1e-12)):.0f} dBFS "
                                 f"(below {20 * np.log10(SILENCE_PEAK):.0f} dBFS)", duration)
-        return speech_signals(x, rate)
+        return speech_signals(x, rate, over["over_range"])

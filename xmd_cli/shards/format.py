@@ -28,6 +28,7 @@ import numpy as np
 
 from xmd_cli import __version__
 from xmd_cli.errors import XmdError
+from xmd_cli.io import removed_on_error
 from xmd_cli.shards.fingerprint import canonical_json
 
 META = "meta.json"
@@ -64,11 +65,12 @@ def atomic_write(path: Path, data: bytes) -> None:
     """Temporary file, fsync, rename, fsync the directory: the file is whole or absent."""
     path = Path(path)
     tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with removed_on_error(tmp):  # a full disk must not leave a 0-byte temporary behind
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
     fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(fd)

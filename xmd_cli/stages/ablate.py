@@ -3,14 +3,23 @@
 Every row is the recipe with a few method fields changed; every (row, seed) is
 an ordinary run in WORKDIR/runs/ablate-<tag>-<row>-s<seed> (tag: a hash of the base recipe), evaluated like any other,
 so a finished run is reused and an interrupted one resumes. The teacher and
-quality stores are shared by all rows. Results: WORKDIR/ablations/<recipe>-<grid>-<tag>/
-results.csv (one line a run), summary.md and summary.csv (mean ± std a row),
-and a plot of the headline metric.
+quality stores are shared by all rows.
+
+`--set` applies to every row except on the keys a row sets itself: there the row
+wins (a row labelled hard-cosine always trains with margin 0), and a note on the
+console and in summary.md says which rows kept their value.
+
+Results: WORKDIR/ablations/<recipe>-<grid>-<tag>/ results.csv (one line a run,
+with the run's resolved method settings), summary.md and summary.csv (a row:
+mean ± std over seeds, the paired difference to the `none` row with a 95 %
+interval over identities and seeds, and a verdict; metrics/ablation.py), and a
+plot of the headline metric.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +27,11 @@ import yaml
 
 from xmd_cli.console import Output
 from xmd_cli.errors import XmdError
+from xmd_cli.io import ensure_writable
+from xmd_cli.metrics.ablation import seed_paired
+from xmd_cli.metrics.evidence import load_evidence
 from xmd_cli.plotting import pyplot, save_figure
-from xmd_cli.recipe import Recipe, deep_merge, load_recipe
+from xmd_cli.recipe import Recipe, deep_merge, load_recipe, parse_override
 from xmd_cli.shards.fingerprint import Fingerprint
 from xmd_cli.vocab import CONTROL_TEACHERS
 
@@ -47,6 +59,7 @@ GRIDS = {"paper": {**PAPER_GRID, **CONTROLS}, "paper-no-controls": PAPER_GRID,
          "quick": {k: PAPER_GRID[k] for k in ("none", "hard-cosine", "full")}}
 HEADLINE = {"speaker-verification": "eer", "classification": "top1", "cross-modal-matching": "match_1:2_s2t"}
 LOWER_IS_BETTER = {"eer", "min_dcf@0.01", "min_dcf@0.05"}
+REFERENCE = "none"  # the row every other row is compared with: the student alone
 
 
 def parse_sweep(text: str) -> tuple[str, list]:
@@ -77,40 +90,133 @@ def build_rows(grid: str, sweeps: list[str], base_row: str = "full") -> dict[str
     return rows
 
 
+def row_keys(changes: dict, prefix: tuple = ()) -> list[tuple[str, ...]]:
+    """The key paths a row sets: its leaves (`method.feature.margin`), in order."""
+    keys = []
+    for key, value in changes.items():
+        path = (*prefix, key)
+        keys.extend(row_keys(value, path) if isinstance(value, dict) else [path])
+    return keys
+
+
+def overrides_for_rows(rows: dict[str, dict], overrides: list[str]) -> tuple[dict[str, list[str]], list[str]]:
+    """({row: the --set overrides it takes}, notes): the row wins over --set on every key the row sets.
+
+    A row is the recipe with a few fields changed, and its label says which: `hard-cosine`
+    means margin 0 whatever --set says. So an override of a key a row sets is left out of
+    that row (and kept for the others), and a note says so. An override of a whole section
+    that holds a row's key (`--set method.qaw={...}`) cannot be split and is refused.
+    """
+    per_row = {row: [] for row in rows}
+    skipped: dict[str, list[str]] = {}
+    for text in overrides:
+        path, _ = parse_override(text)
+        for row, changes in rows.items():
+            keys = row_keys(changes)
+            inner = [k for k in keys if len(k) > len(path) and k[:len(path)] == path]
+            if inner:
+                raise XmdError(f"--set {text}: sets the whole section {'.'.join(path)}, which row {row!r} "
+                               f"changes ({'.'.join(inner[0])}); set its keys one by one, e.g. "
+                               f"--set {'.'.join(path)}.KEY=VALUE")
+            if any(path[:len(k)] == k for k in keys):
+                skipped.setdefault(text, []).append(row)
+            else:
+                per_row[row].append(text)
+    notes = []
+    for text, names in skipped.items():
+        used = [row for row in rows if text in per_row[row]]
+        where = f"applies to {', '.join(used)}" if used else "applies to no row"
+        notes.append(f"--set {text}: rows {', '.join(names)} set this key themselves and keep their value; "
+                     f"it {where}")
+    return per_row, notes
+
+
+def _with_derived(recipe: Recipe, changes: dict) -> dict:
+    if changes.get("teacher", {}).get("kind") in CONTROL_KINDS and recipe.teacher.kind not in CONTROL_KINDS:
+        # A control teacher is derived from the recipe's real teacher store.
+        return deep_merge(changes, {"teacher": {"source_kind": recipe.teacher.kind,
+                                                "source_weights": recipe.teacher.weights}})
+    return changes
+
+
+def _flatten(section: dict, prefix: str) -> dict:
+    flat = {}
+    for key, value in section.items():
+        name = f"{prefix}.{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, name))
+        else:
+            flat[name] = json.dumps(value) if isinstance(value, list) else value
+    return flat
+
+
+def resolved_settings(run: Recipe, keys: list[tuple[str, ...]]) -> dict:
+    """What a run trained with: its whole method section, teacher.kind and every key a row sets."""
+    dumped = run.model_dump(mode="json")
+    settings = {**_flatten(dumped["method"], "method"), "teacher.kind": dumped["teacher"]["kind"]}
+    for key in keys:
+        value = dumped
+        for part in key:
+            value = value[part]
+        settings[".".join(key)] = json.dumps(value) if isinstance(value, list) else value
+    return settings
+
+
 def run_ablate(recipe: Recipe, recipe_path: Path | None, overrides: list[str], workdir: Path, *, grid: str,
                seeds: int, sweeps: list[str], device: str = "auto", out: Output | None = None) -> dict:
+    out = out or Output()
+    workdir = Path(workdir)
+    rows = {row: _with_derived(recipe, changes) for row, changes in build_rows(grid, sweeps).items()}
+    ensure_writable(workdir / "ablations")  # the summary is written after hours of runs: refuse a bad disk now
+    per_row, notes = overrides_for_rows(rows, overrides)
+    for note in notes:
+        out.note(f"note: {note}")
+    # The base recipe's hash keeps ablations with other settings (--set) from reusing these runs.
+    tag = Fingerprint(recipe.model_dump(mode="json")).short[:6]
+    task = recipe.evaluation.task
+    all_keys = list(dict.fromkeys(k for changes in rows.values() for k in row_keys(changes)))
+    results, reports = [], {}
+    for row, changes in rows.items():
+        for seed in range(seeds):
+            name = f"ablate-{tag}-{row.replace('/', '-')}-s{seed}"
+            run = load_recipe(recipe_path, per_row[row], deep_merge(changes, {"name": name, "seed": seed}))
+            report = _run_one(run, row, workdir, task, device, out)
+            reports.setdefault(row, []).append(Path(report["report_json"]))
+            results.append({"row": row, "seed": seed, "run": name, **resolved_settings(run, all_keys),
+                            **_flat_metrics(report.get("metrics", {}))})
+            out.note(f"{row} seed {seed}: {HEADLINE[task]} {results[-1].get(HEADLINE[task])}")
+    paired, missing = _paired(reports, recipe)
+    return _write(results, paired, missing, workdir / "ablations" / f"{recipe.name}-{grid}-{tag}", task, seeds,
+                  notes, out)
+
+
+def _run_one(run: Recipe, row: str, workdir: Path, task: str, device: str, out: Output) -> dict:
+    """Train (or reuse, or resume) one (row, seed) run and evaluate its best checkpoint."""
     from xmd_cli.stages.evaluate import run_evaluate
     from xmd_cli.stages.extract import run_extract
     from xmd_cli.stages.fit import run_fit, run_state
 
-    out = out or Output()
-    workdir = Path(workdir)
-    rows = build_rows(grid, sweeps)
-    # The base recipe's hash keeps ablations with other settings (--set) from reusing these runs.
-    tag = Fingerprint(recipe.model_dump(mode="json")).short[:6]
-    task = recipe.evaluation.task
-    results = []
-    for row, changes in rows.items():
-        for seed in range(seeds):
-            name = f"ablate-{tag}-{row.replace('/', '-')}-s{seed}"
-            if changes.get("teacher", {}).get("kind") in CONTROL_KINDS and recipe.teacher.kind not in CONTROL_KINDS:
-                # A control teacher is derived from the recipe's real teacher store.
-                changes = deep_merge(changes, {"teacher": {"source_kind": recipe.teacher.kind,
-                                                       "source_weights": recipe.teacher.weights}})
-            run = load_recipe(recipe_path, overrides, deep_merge(changes, {"name": name, "seed": seed}))
-            kind = "train" if row == "none" else "distill"
-            if kind == "distill" and run.teacher.kind in CONTROL_KINDS:
-                run_extract(run, workdir, device=device, out=out)  # a derived store: seconds
-            run_dir = workdir / "runs" / name
-            state = run_state(run, workdir)
-            if state != "finished":
-                run_fit(run, workdir, kind=kind, device=device, resume=state == "resumable",
-                        force=state == "new", out=out)
-            report = run_evaluate(run, workdir, task=task, checkpoint=run_dir / "checkpoints" / "best",
-                                  device=device, out=Output(verbosity=0))
-            results.append({"row": row, "seed": seed, "run": name, **_flat_metrics(report.get("metrics", {}))})
-            out.note(f"{row} seed {seed}: {HEADLINE[task]} {results[-1].get(HEADLINE[task])}")
-    return _write(results, workdir / "ablations" / f"{recipe.name}-{grid}-{tag}", task, seeds, out)
+    kind = "train" if row == REFERENCE else "distill"
+    if kind == "distill" and run.teacher.kind in CONTROL_KINDS:
+        run_extract(run, workdir, device=device, out=out)  # a derived store: seconds
+    run_dir = workdir / "runs" / run.name
+    state = run_state(run, workdir)
+    if state != "finished":
+        run_fit(run, workdir, kind=kind, device=device, resume=state == "resumable", force=state == "new", out=out)
+    return run_evaluate(run, workdir, task=task, checkpoint=run_dir / "checkpoints" / "best", device=device,
+                        out=Output(verbosity=0))
+
+
+def _paired(reports: dict[str, list[Path]], recipe: Recipe) -> tuple[dict, str]:
+    """(every row against `none` (metrics.ablation.seed_paired), why there is none when it is empty)."""
+    if recipe.evaluation.bootstrap == 0:
+        return {}, "intervals off (evaluation.bootstrap = 0)"
+    evidence = {row: [load_evidence(path) for path in paths] for row, paths in reports.items()}
+    if REFERENCE not in evidence or any(e is None for runs in evidence.values() for e in runs):
+        return {}, "no per-trial scores"
+    sources = {row: [str(p) for p in paths] for row, paths in reports.items()}
+    return seed_paired(evidence, REFERENCE, sources=sources, p_targets=recipe.evaluation.p_targets,
+                       resamples=recipe.evaluation.bootstrap, seed=0), ""
 
 
 def _flat_metrics(metrics: dict) -> dict:
@@ -122,11 +228,29 @@ def _flat_metrics(metrics: dict) -> dict:
     return flat
 
 
-def _write(results: list[dict], directory: Path, task: str, seeds: int, out: Output) -> dict:
+def _cell(summary: dict, metric: str) -> str:
+    return f"{summary[metric][0]:.4f} ± {summary[metric][1]:.4f}" if metric in summary else "-"
+
+
+def _difference_cells(paired: dict, row: str, metric: str, missing: str) -> tuple[str, str]:
+    """(`-0.0210 [-0.0400, -0.0050]`, verdict) of the row against none; the reference row gets 'reference'."""
+    if row == REFERENCE:
+        return "0", "reference"
+    entry = paired.get(row, {}).get(metric)
+    if entry is None:
+        return "-", missing or f"no paired {metric}"
+    interval = "" if entry["ci_low"] is None else f" [{entry['ci_low']:+.4f}, {entry['ci_high']:+.4f}]"
+    return f"{entry['difference']:+.4f}{interval}", entry["verdict"]
+
+
+def _write(results: list[dict], paired: dict, missing: str, directory: Path, task: str, seeds: int,
+           notes: list[str], out: Output) -> dict:
     directory.mkdir(parents=True, exist_ok=True)
-    metrics = sorted({k for r in results for k in r} - {"row", "seed", "run"})
+    # Settings are recipe key paths (method.feature.margin); metric names (min_dcf@0.01) start with no section.
+    settings = list(dict.fromkeys(k for r in results for k in r if k.split(".")[0] in Recipe.model_fields))
+    metrics = sorted({k for r in results for k in r} - {"row", "seed", "run", *settings})
     with (directory / "results.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["row", "seed", "run", *metrics])
+        writer = csv.DictWriter(f, fieldnames=["row", "seed", "run", *settings, *metrics])
         writer.writeheader()
         writer.writerows(results)
     order = list(dict.fromkeys(r["row"] for r in results))
@@ -134,24 +258,38 @@ def _write(results: list[dict], directory: Path, task: str, seeds: int, out: Out
     for row in order:
         values = {m: [r[m] for r in results if r["row"] == row and m in r] for m in metrics}
         summary[row] = {m: (float(np.mean(v)), float(np.std(v))) for m, v in values.items() if v}
-    shown = [m for m in metrics if m in (HEADLINE[task], "min_dcf@0.01", "top5")] or metrics[:3]
-    lines = [f"| row | {' | '.join(shown)} |", "|---|" + "---|" * len(shown)]
-    for row in order:
-        cells = [f"{summary[row][m][0]:.4f} ± {summary[row][m][1]:.4f}" if m in summary[row] else "-" for m in shown]
-        lines.append(f"| {row} | {' | '.join(cells)} |")
-    note = (f"mean ± std over {seeds} seed(s) (0..{seeds - 1}); task {task}; "
-            "std is the population std of the seeds' values.")
-    (directory / "summary.md").write_text("\n".join(lines) + f"\n\n{note}\n")
-    with (directory / "summary.csv").open("w", newline="") as f:
+    headline = HEADLINE[task]
+    shown = [m for m in metrics if m in (headline, "min_dcf@0.01", "top5")] or metrics[:3]
+    delta = f"{headline} - {REFERENCE} (95 % CI)"
+    table = [(row, *[_cell(summary[row], m) for m in shown], *_difference_cells(paired, row, headline, missing))
+             for row in order]
+    columns = ("row", *shown, delta, "verdict")
+    note = (f"mean ± std over {seeds} seed(s) (0..{seeds - 1}; population std); task {task}; "
+            f"{delta}: mean over seeds of the per-seed difference to the {REFERENCE} row, interval from a "
+            "bootstrap over identities and seeds together (docs/evaluation.md, Ablations)")
+    lines = [f"| {' | '.join(columns)} |", "|---" * len(columns) + "|",
+             *(f"| {' | '.join(cells)} |" for cells in table)]
+    (directory / "summary.md").write_text("\n".join(lines) + f"\n\n{note}\n"
+                                          + "".join(f"\n- {n}" for n in notes) + ("\n" if notes else ""))
+    _summary_csv(directory / "summary.csv", order, metrics, summary, paired)
+    _plot(summary, order, headline, directory / "summary.png", f"mean ± std over {seeds} seed(s); task {task}")
+    out.table(f"ablation ({note})", table, columns)
+    return {"directory": str(directory), "summary": summary, "paired": paired, "against": REFERENCE,
+            "verdicts": {row: _difference_cells(paired, row, headline, missing)[1] for row in order},
+            "runs": len(results), "task": task, "notes": notes}
+
+
+def _summary_csv(path: Path, order: list[str], metrics: list[str], summary: dict, paired: dict) -> None:
+    compared = list(dict.fromkeys(m for row in paired.values() for m in row))
+    with path.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["row", *[f"{m}_{s}" for m in metrics for s in ("mean", "std")]])
+        writer.writerow(["row", *[f"{m}_{s}" for m in metrics for s in ("mean", "std")],
+                         *[f"{m}_{s}" for m in compared for s in ("diff", "ci_low", "ci_high", "verdict")]])
         for row in order:
-            writer.writerow([row, *[x for m in metrics for x in summary[row].get(m, (None, None))]])
-    _plot(summary, order, HEADLINE[task], directory / "summary.png", note)
-    out.table(f"ablation ({note})", [(row, *[f"{summary[row][m][0]:.4f} ± {summary[row][m][1]:.4f}"
-                                             if m in summary[row] else "-" for m in shown]) for row in order],
-              ("row", *shown))
-    return {"directory": str(directory), "summary": summary, "runs": len(results), "task": task}
+            entries = [paired.get(row, {}).get(m) or {} for m in compared]
+            judged = [x for e in entries for x in (e.get("difference"), e.get("ci_low"), e.get("ci_high"),
+                                                   e.get("verdict", "reference" if row == REFERENCE else None))]
+            writer.writerow([row, *[x for m in metrics for x in summary[row].get(m, (None, None))], *judged])
 
 
 def _plot(summary: dict, order: list[str], metric: str, path: Path, note: str) -> None:

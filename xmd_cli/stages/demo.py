@@ -17,6 +17,7 @@ from pathlib import Path
 
 from xmd_cli.console import Output
 from xmd_cli.errors import XmdError
+from xmd_cli.io import ensure_writable
 from xmd_cli.recipe import Recipe, deep_merge, load_recipe
 from xmd_cli.recipe_files import find_recipe
 
@@ -62,7 +63,7 @@ def run_demo(*, task: str, tiny: bool, workdir: Path, seed: int | None, device: 
     out = out or Output()
     adapter, recipe_name = TASKS[task]
     seed = 0 if seed is None else seed
-    workdir = Path(workdir) / task
+    workdir = ensure_writable(Path(workdir) / task)  # before generating data and training
     common = {"seed": seed, "data": {"adapter": adapter, "tiny": tiny, "seed": seed}}
     if tiny:
         common = deep_merge(common, TINY_SPEECH if task == "speaker" else TINY_IMAGE)

@@ -29,6 +29,7 @@ from xmd_cli.diagnose.report import (
 )
 from xmd_cli.diagnose.separability import pair_cosines, separability
 from xmd_cli.errors import XmdError
+from xmd_cli.io import ensure_writable
 from xmd_cli.quality.store import quality_store
 from xmd_cli.recipe import Recipe, save_resolved
 from xmd_cli.shards import ShardReader
@@ -61,7 +62,7 @@ def run_diagnose(recipe: Recipe, workdir: Path, *, checkpoint: Path | None = Non
     rows = reader.get(ids)
     seed = recipe.seed
     out_dir = Path(out_dir) if out_dir else workdir / "reports" / recipe.name / "diagnose"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    ensure_writable(out_dir)  # before the permutation tests, not after
     save_resolved(recipe, out_dir / "recipe.resolved.yaml")
     plots = []
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from xmd_cli.console import Output
 from xmd_cli.errors import XmdError
+from xmd_cli.io import ensure_writable
 from xmd_cli.metrics.report import (
     compare_reports,
     read_report,
@@ -43,7 +44,7 @@ def _with_model(recipe: Recipe, workdir: Path, task: str, checkpoint: Path | Non
     model = load_checkpoint(directory, resolve_device(device))
     name = recipe.name if checkpoint is None else model.meta.get("recipe", directory.parent.parent.name)
     target = _report_dir(workdir, name, task, out_dir)
-    target.mkdir(parents=True, exist_ok=True)
+    ensure_writable(target)  # before embedding and scoring, not after
     out.note(f"[bold]xmd evaluate[/bold] {task}: {model.describe} on {manifest.workdir}, {model.device}")
     parts = EVALUATIONS.get(task)(recipe, manifest=manifest, model=model, out_dir=target, allow_stale=allow_stale,
                                   out=out, trials=trials)
@@ -79,7 +80,7 @@ def run_evaluate(recipe: Recipe, workdir: Path, *, task: str | None = None, chec
 
         name = Path(scores).stem
         target = _report_dir(workdir, name, task, out_dir)
-        target.mkdir(parents=True, exist_ok=True)
+        ensure_writable(target)  # before scoring: a report that cannot be written is refused now
         parts = evaluate_score_file(recipe, workdir, Path(scores), trials=trials, out_dir=target)
     else:
         name, target, parts = _with_model(recipe, workdir, task, checkpoint, trials, device, allow_stale, out,

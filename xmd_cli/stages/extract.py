@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from xmd_cli.console import Output
 from xmd_cli.data.manifest import read_manifest
 from xmd_cli.errors import XmdError
+from xmd_cli.io import ensure_writable, write_text
 from xmd_cli.recipe import Recipe, save_resolved
 from xmd_cli.shards import ShardWriter, merge_index, store_dir
 from xmd_cli.teachers import SampleFailure, build_teacher, teacher_components
@@ -54,6 +55,7 @@ def run_extract(recipe: Recipe, workdir: Path, *, device: str = "auto", force: b
                 out: Output | None = None) -> dict:
     out = out or Output()
     workdir = Path(workdir)
+    ensure_writable(workdir / "teacher")  # before loading a teacher network (each rank: each may be elsewhere)
     if recipe.teacher.kind in CONTROL_TEACHERS:
         # A control teacher runs no network: it is derived from a real teacher's store.
         from xmd_cli.teachers.controls import run_control
@@ -125,7 +127,7 @@ def _write_rank_report(store: Path, rank: int, failures: list[dict], *, attempte
     # Each rank writes its own part; failed samples are retried on a rerun, so a part
     # describes that rank's latest attempt only. Rank 0 joins them.
     report = {"attempted": attempted, "seconds": seconds, "failures": failures}
-    (store / f"run-r{rank}.json").write_text(json.dumps(report) + "\n")
+    write_text(store / f"run-r{rank}.json", json.dumps(report) + "\n")
 
 
 def _finish(store: Path, manifest, components: dict, config, world: int, out: Output) -> dict:
@@ -134,7 +136,7 @@ def _finish(store: Path, manifest, components: dict, config, world: int, out: Ou
     failures = list({f["id"]: f for part in parts for f in part["failures"]}.values())
     attempted = sum(part["attempted"] for part in parts)
     elapsed = max(part["seconds"] for part in parts)
-    (store / FAILURES).write_text("".join(json.dumps(f) + "\n" for f in failures))
+    write_text(store / FAILURES, "".join(json.dumps(f) + "\n" for f in failures))
     from xmd_cli.shards import ShardReader
 
     rows = len(ShardReader(store))

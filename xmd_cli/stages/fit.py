@@ -18,6 +18,7 @@ from xmd_cli import __version__
 from xmd_cli.console import Output
 from xmd_cli.data.manifest import Manifest, read_manifest
 from xmd_cli.errors import XmdError
+from xmd_cli.io import ensure_writable
 from xmd_cli.models.distill import DistillationLoss
 from xmd_cli.recipe import Recipe, save_resolved
 from xmd_cli.training.distributed import init_distributed, shutdown
@@ -53,6 +54,52 @@ def restrict(dataset, keep) -> None:
     """Keep only the samples whose id is in `keep` (method.missing: drop)."""
     pairs = [(s, t) for s, t in zip(dataset.samples, dataset.targets) if s.id in keep]
     dataset.samples, dataset.targets = [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+def validation_plan(recipe: Recipe, manifest: Manifest, labels: dict[str, int]):
+    """(validation dataset or None, trials or None): closed-set when the validation labels are training
+    classes, open-set (EER on trials, `best` by lowest EER) when they are all unseen in training."""
+    from xmd_cli.data.datasets import build_dataset
+    from xmd_cli.data.manifest import label_map
+
+    samples = manifest.split("validation")
+    if not samples:
+        return None, None
+    unseen = sorted({s.label for s in samples} - set(labels))
+    if not unseen:
+        return build_dataset(manifest, "validation", recipe.student, train=False, labels=labels), None
+    seen = sorted({s.label for s in samples} & set(labels))
+    if seen:
+        raise XmdError(f"{manifest.workdir}: the validation split holds {len(seen)} training identities (first "
+                       f"{seen[0]!r}) and {len(unseen)} unseen ones (first {unseen[0]!r}); validation is closed-set "
+                       "accuracy on training identities or EER on unseen ones, not both",
+                       hint="give the validation split only training identities or only unseen ones, then rerun "
+                            "`xmd prepare`")
+    val_set = build_dataset(manifest, "validation", recipe.student, train=False, labels=label_map(samples))
+    return val_set, _validation_trials(recipe, manifest, val_set.samples)
+
+
+def _validation_trials(recipe: Recipe, manifest: Manifest, samples) -> tuple:
+    """(enroll positions, test positions, labels) into `samples`: the named list, or generated pairs."""
+    from xmd_cli.data.manifest import read_trials
+    from xmd_cli.data.pairs import generated_trials
+    from xmd_cli.stages.evaluation.verification import trials_file
+
+    spec = recipe.training.validation_trials
+    position = {s.id: i for i, s in enumerate(samples)}
+    if spec is None:
+        trials = generated_trials(samples, seed=recipe.data.seed, where=f"{manifest.workdir}: validation split")
+    else:
+        path = trials_file(spec, "training.validation_trials", manifest.workdir, manifest.dataset)
+        trials = read_trials(path, {s.id for s in manifest.samples})
+        outside = next((name for t in trials for name in (t.enroll, t.test) if name not in position), None)
+        if outside is not None:
+            raise XmdError(f"{path}: trial sample {outside!r} is not in the validation split; "
+                           "training.validation_trials must name validation samples only",
+                           hint="use a trial list over the validation split, or unset training.validation_trials "
+                                "to generate one")
+    return (np.array([position[t.enroll] for t in trials]), np.array([position[t.test] for t in trials]),
+            np.array([t.target for t in trials], dtype=bool))
 
 
 def run_state(recipe: Recipe, workdir: Path) -> str:
@@ -99,6 +146,7 @@ def claimed_run(run_dir: Path, recipe: Recipe, workdir: Path, context, *, resume
         error = None
         try:
             if context.is_main:
+                ensure_writable(run_dir)  # before building datasets and models
                 stack.enter_context(RunLock(run_dir, recipe.name))
             _check_run(run_dir, recipe, workdir, resume=resume, force=force, allow_recipe_change=allow_recipe_change)
         except XmdError as e:
@@ -141,9 +189,7 @@ def _train(recipe: Recipe, workdir: Path, run_dir: Path, *, kind: str, context, 
     train_set = build_dataset(manifest, "train", student_config, train=True, seed=recipe.seed,
                               noise_snr=recipe.training.noise_snr, labels=labels)
     subsample(train_set, recipe.training.train_fraction, recipe.seed)
-    has_validation = any(s.split == "validation" for s in manifest.samples)
-    val_set = (build_dataset(manifest, "validation", student_config, train=False, labels=labels)
-               if has_validation else None)
+    val_set, val_trials = validation_plan(recipe, manifest, labels)
     side_info, teacher_dim, provenance, incomplete = (lambda indices: {}), None, {}, False
     if kind == "distill":
         from xmd_cli.stages.side_info import DistillationInputs
@@ -167,10 +213,11 @@ def _train(recipe: Recipe, workdir: Path, run_dir: Path, *, kind: str, context, 
             "resolved_recipe": recipe.model_dump(mode="json")}
     job = TrainJob(model=StudentWithMethod(student, method), train_set=train_set, collate=collate,
                    config=recipe.training, seed=recipe.seed, run_dir=run_dir, meta=meta, val_set=val_set,
-                   val_batch_size=embedding_batch_size(student_config), side_info=side_info,
+                   val_batch_size=embedding_batch_size(student_config), val_trials=val_trials, side_info=side_info,
                    may_skip_parameters=incomplete)
     out.note(f"[bold]xmd {kind}[/bold] {recipe.name}: {len(train_set)} training samples, {len(labels)} classes, "
              f"{student_config.arch} on {context.device}"
-             + (f", {context.world} processes" if context.active else ""))
+             + (f", {context.world} processes" if context.active else "")
+             + (f"; open-set validation: EER on {len(val_trials[2])} trials" if val_trials is not None else ""))
     summary = Trainer(job, context, out).fit(resume=resume)
     return {**summary, "task": kind, "samples": len(train_set), "classes": len(labels)}

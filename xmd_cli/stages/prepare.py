@@ -25,7 +25,7 @@ from xmd_cli.data.manifest import (
     write_manifest,
 )
 from xmd_cli.errors import XmdError
-from xmd_cli.io import write_json
+from xmd_cli.io import ensure_writable, write_json
 from xmd_cli.recipe import Recipe, save_resolved
 
 REPORT = "prepare-report.json"
@@ -68,8 +68,7 @@ def run_prepare(recipe: Recipe, workdir: Path, *, strict: bool = False, progress
     `progress(stage, done, total)` is called while scanning ("scan", total None while
     unknown) and checking files ("check").
     """
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
+    workdir = ensure_writable(Path(workdir))  # before scanning: a read-only or full disk fails now
     adapter = recipe.data.adapter
     output = get_adapter(adapter)(recipe.data, workdir, progress=progress)
     rates: Counter = Counter()

@@ -16,6 +16,7 @@ import numpy as np
 from xmd_cli.console import Output
 from xmd_cli.data.manifest import Manifest, Sample, read_manifest
 from xmd_cli.errors import XmdError
+from xmd_cli.io import ensure_writable, write_text
 from xmd_cli.plotting import pyplot, save_figure
 from xmd_cli.quality.store import quality_components
 from xmd_cli.recipe import QualitySideConfig, Recipe
@@ -65,6 +66,7 @@ def run_quality(recipe: Recipe, workdir: Path, *, modality: str, device: str = "
     names = list(scorer.signal_names)
     components = quality_components(config, manifest, names)
     store = store_dir(manifest.workdir, "quality", components)
+    ensure_writable(store.parent)  # before loading a scorer (MTCNN) and scoring
     reasons: dict[str, str] = _read_reasons(store) if not force else {}
     opened = False
     try:
@@ -74,7 +76,7 @@ def run_quality(recipe: Recipe, workdir: Path, *, modality: str, device: str = "
             _score_pending(writer, scorer, manifest, modality, names, reasons, out)
     finally:
         if opened:  # written even when interrupted: rows already stored keep their reasons
-            (store / REASONS).write_text("".join(json.dumps({"id": i, "reason": r}) + "\n"
+            write_text(store / REASONS, "".join(json.dumps({"id": i, "reason": r}) + "\n"
                                                  for i, r in sorted(reasons.items())))
     return _summarise(store, manifest, modality, names, reasons, out)
 

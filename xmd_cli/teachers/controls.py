@@ -29,7 +29,6 @@ checks it like any other store.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from pathlib import Path
 
@@ -38,6 +37,7 @@ import numpy as np
 from xmd_cli.console import Output
 from xmd_cli.data.manifest import Manifest, read_manifest
 from xmd_cli.errors import XmdError
+from xmd_cli.io import write_json
 from xmd_cli.recipe import Recipe, TeacherConfig, save_resolved
 from xmd_cli.shards import Fingerprint, ShardReader, ShardWriter, store_dir
 from xmd_cli.shards.locate import find_store
@@ -192,7 +192,7 @@ def run_control(recipe: Recipe, workdir: Path, *, force: bool = False, out: Outp
                "source_fingerprint": source.meta["fingerprint"] if source else None, **detail}
     if config.kind != "class-mean":
         control["seed"] = config.control_seed
-    (store / CONTROL_FILE).write_text(json.dumps(control, indent=1) + "\n")
+    write_json(store / CONTROL_FILE, control)
     summary = {"store": str(store), "rows": len(ShardReader(store)), "samples": len(manifest.samples),
                "embedded_now": len(pending), "failures": len(manifest.samples) - len(ids), "dim": dim,
                "teacher": config.kind, **{k: v for k, v in control.items() if k != "kind"}}

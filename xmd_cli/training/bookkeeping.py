@@ -20,17 +20,17 @@ def restore_trainer_state(trainer, state: dict) -> None:
     trainer.global_step, trainer.best = state["global_step"], state["best"]
 
 
-def epoch_checkpoints(epoch: int, epochs: int, every: int, accuracy: float | None,
-                      best: float | None) -> tuple[list[str], float | None]:
-    """The checkpoints to write after finishing epoch `epoch` (1-based), in order, and the new best accuracy.
+def epoch_checkpoints(epoch: int, epochs: int, every: int, value: float | None,
+                      best: float | None, *, lower_is_better: bool = False) -> tuple[list[str], float | None]:
+    """The checkpoints to write after finishing epoch `epoch` (1-based), in order, and the new best value.
 
-    `last` always; `best` when validation accuracy improved (or, without validation, at the end);
-    `epoch-NNN` every `every` epochs.
+    `last` always; `best` when the validation value improved (higher accuracy, or lower EER with
+    `lower_is_better`; or, without validation, at the end); `epoch-NNN` every `every` epochs.
     """
-    improved = accuracy is not None and (best is None or accuracy > best)
+    improved = value is not None and (best is None or (value < best if lower_is_better else value > best))
     names = ["last"]
-    if improved or (accuracy is None and epoch == epochs):
+    if improved or (value is None and epoch == epochs):
         names.append("best")
     if epoch % every == 0:
         names.append(f"epoch-{epoch:03d}")
-    return names, (accuracy if improved else best)
+    return names, (value if improved else best)

@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save, save_file
+from safetensors.torch import load_file, save
 
 from xmd_cli.errors import XmdError
 from xmd_cli.training.durable import fsync_path, point, write_durable
@@ -36,7 +36,11 @@ def save_checkpoint(directory: Path, model: torch.nn.Module, state: dict, meta: 
     directory.parent.mkdir(parents=True, exist_ok=True)
     version = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     os.chmod(version, 0o755)  # mkdtemp's 0700 would hide the checkpoint from other users
-    _write_version(version, model, state, meta)
+    try:
+        _write_version(version, model, state, meta)
+    except BaseException:
+        shutil.rmtree(version, ignore_errors=True)  # a full disk: give back what the half version took
+        raise
     _fault_point("checkpoint-swap")
     _set_aside_legacy(directory)
     point(directory, version.name)
@@ -47,8 +51,9 @@ def save_checkpoint(directory: Path, model: torch.nn.Module, state: dict, meta: 
 
 def _write_version(version: Path, model: torch.nn.Module, state: dict, meta: dict) -> None:
     weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(weights, str(version / "weights.safetensors"))
-    fsync_path(version / "weights.safetensors")
+    # Bytes, then a plain write: safetensors' own file writer reports a full disk as a
+    # SafetensorError, not the OSError the CLI turns into "no space left on ... ".
+    write_durable(version / "weights.safetensors", save(weights))
     tensors: dict = {}
     document = encode(state, tensors)
     write_durable(version / STATE_TENSORS, save(tensors))

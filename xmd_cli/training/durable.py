@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from xmd_cli.io import naming
+
 
 def fsync_path(path: Path) -> None:
     """fsync a file or a directory (a directory's fsync makes the names in it durable)."""
@@ -20,7 +22,7 @@ def fsync_path(path: Path) -> None:
 
 def write_durable(path: Path, data: bytes) -> None:
     """Write a new file and fsync it (the caller fsyncs the directory once all its files are written)."""
-    with open(path, "wb") as f:
+    with naming(path), open(path, "wb") as f:  # ENOSPC from write() names no file: say which
         f.write(data)
         f.flush()
         os.fsync(f.fileno())

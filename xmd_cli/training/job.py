@@ -42,6 +42,9 @@ class TrainJob:
     meta: dict  # written with every checkpoint: task, modality, arch, dims, classes
     val_set: Dataset | None = None
     val_batch_size: int = 1  # 1 for whole utterances of different lengths; larger for images
+    # Open-set validation (identities unseen in training): (enroll positions, test positions, target labels)
+    # into val_set; validation then reports val/eer and `best` is the lowest EER. None: closed-set accuracy.
+    val_trials: tuple | None = None
     # Some batches may leave parameters unused (samples without a teacher row skip the projection):
     # DDP must then look for unused parameters, which costs a graph traversal a step.
     may_skip_parameters: bool = False

@@ -62,6 +62,8 @@ class Trainer:
             self.optimizer, warmup_cosine(cfg.warmup_steps, self.total_steps, cfg.min_lr_ratio))
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
         self.best: float | None = None
+        # What `best` is chosen by: the validation EER when validating open-set, else accuracy.
+        self.selection = "val/eer" if job.val_trials is not None else "val/accuracy"
         self.checkpoints = job.run_dir / "checkpoints"
         self.metrics_path = job.run_dir / "metrics.jsonl"
         self.net = self._parallel() if context.active else self.model
@@ -84,8 +86,12 @@ class Trainer:
     def save(self, name: str) -> None:
         if self.ctx.is_main:
             meta = {**self.job.meta, "epoch": self.epoch, "global_step": self.global_step,
-                    "best_val_accuracy": self.best}
+                    self._best_key: self.best}
             save_checkpoint(self.checkpoints / name, self.model, trainer_state(self), meta)
+
+    @property
+    def _best_key(self) -> str:
+        return "best_" + self.selection.replace("/", "_")  # best_val_accuracy or best_val_eer
 
     def resume(self) -> bool:
         """Continue from checkpoints/last if it exists; returns whether it did."""
@@ -118,7 +124,7 @@ class Trainer:
                 self._run_epoch(progress, clock)
                 self._end_epoch()
         self.metrics.close()
-        return {"steps": self.global_step, "epochs": cfg.epochs, "best_val_accuracy": self.best,
+        return {"steps": self.global_step, "epochs": cfg.epochs, self._best_key: self.best,
                 "run_dir": str(job.run_dir), "checkpoint": str(self.checkpoints / "best")}
 
     def _run_epoch(self, progress, clock: dict) -> None:
@@ -133,7 +139,7 @@ class Trainer:
             side = {k: to_device(v, device) for k, v in job.side_info(indices).items()}
             inputs, labels = to_device(inputs, device), to_device(labels, device)
             lengths = to_device(rest[0], device) if rest else None
-            terms, grad_norm = train_step(self, inputs, labels, side, lengths)
+            terms, grad_norm = train_step(self, inputs, labels, side, lengths, self._batch_ids(indices))
             self.global_step += 1
             self.step_in_epoch += 1
             clock["samples"] += labels.shape[0] * self.ctx.world
@@ -144,6 +150,11 @@ class Trainer:
             progress(f"epoch {self.epoch + 1}/{cfg.epochs}", self.step_in_epoch, self.sampler.steps_per_epoch, info)
             if cfg.checkpoint_every_steps and self.global_step % cfg.checkpoint_every_steps == 0:
                 self.save("last")
+
+    def _batch_ids(self, indices) -> list[str] | None:
+        """Sample ids of a batch (for messages), when the dataset keeps its samples."""
+        samples = getattr(self.job.train_set, "samples", None)
+        return [str(samples[i].id) for i in indices.tolist()] if samples is not None else None
 
     def _log_step(self, values: dict, grad_norm, rate: float) -> None:
         if self.global_step % self.job.config.log_every and self.step_in_epoch != self.sampler.steps_per_epoch:
@@ -161,15 +172,16 @@ class Trainer:
         if validation:
             self.log({"step": self.global_step, "epoch": finished, **validation})
             self.out.note(f"epoch {finished + 1}: " + ", ".join(f"{k} {v:.4f}" for k, v in validation.items()))
-        accuracy = validation.get("val/accuracy") if validation else None
+        value = validation.get(self.selection) if validation else None
         cfg = self.job.config
-        names, self.best = epoch_checkpoints(self.epoch, cfg.epochs, cfg.checkpoint_every, accuracy, self.best)
+        names, self.best = epoch_checkpoints(self.epoch, cfg.epochs, cfg.checkpoint_every, value, self.best,
+                                             lower_is_better=self.selection == "val/eer")
         for name in names:
             self.save(name)
         self.ctx.barrier()
 
     def validate(self) -> dict:
-        """Closed-set accuracy and classification loss of the student on the validation split."""
+        """Closed-set accuracy and loss, or open-set EER, of the student on the validation split."""
         job = self.job
         if job.val_set is None or len(job.val_set) == 0 or not self.ctx.is_main:
             return {}

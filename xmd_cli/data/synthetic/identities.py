@@ -10,11 +10,18 @@ On top, idiosyncratic traits (face geometry, hair; pitch offset, formant scaling
 make identities separable by either modality alone. Categorical attributes are
 assigned by balanced, independent permutations, so every value is equally common
 and no two attributes are correlated beyond chance.
+
+Knobs for the premise of cross-modal distillation (docs/synthetic-persons.md,
+"Worlds"): `voice_strength` scales every shared effect on the voice towards the
+average person (1 = as above, 0 = the voice says nothing about gender and age);
+`extra_shared` adds up to three more shared attributes (`EXTRA_SHARED`) that shape
+both face and voice; `population` picks a separate, disjoint set of people (the
+face teacher's training population). At their defaults nothing drawn changes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -33,6 +40,13 @@ GENDERS = ("female", "male")
 AGE_GROUPS = {"young": (20, 35), "middle": (35, 55), "old": (55, 80)}
 STYLES = {  # speaking style -> (eSpeak pitch range 0..100, pause between words in 10 ms)
     "monotone": (22, 0), "lively": (85, 0), "measured": (50, 5)}
+# Shared attributes beyond gender and age, used in this order by `extra_shared`. Each is
+# binary and balanced; its sign (-1 first value, +1 second) moves face and voice
+# parameters, as body size moves both the head and the vocal tract in real people.
+EXTRA_SHARED = {"build": ("slight", "heavy"), "lineage": ("a", "b"), "vigour": ("low", "high")}
+# population -> (random streams of the attribute columns and of each person, name prefix).
+# Other streams than the students' make other people; another prefix makes other labels.
+POPULATIONS = {"students": ((1, 2), "p{:03d}"), "teacher-faces": ((11, 12), "f{:05d}")}
 BACKGROUND_HUES = {"studio": (150, 152, 158), "indoor": (200, 178, 146), "outdoor": (112, 146, 104),
                    "office": (160, 176, 202)}
 
@@ -52,8 +66,10 @@ def _balanced(values, n: int, rng: np.random.Generator) -> list:
     return [pool[i] for i in rng.permutation(n)]
 
 
-def make_identities(n: int, seed: int) -> list[Identity]:
-    rng = np.random.default_rng([seed, 1])
+def make_identities(n: int, seed: int, *, population: str = "students", extra_shared: int = 0,
+                    voice_strength: float = 1.0) -> list[Identity]:
+    (column_stream, person_stream), name_format = POPULATIONS[population]
+    rng = np.random.default_rng([seed, column_stream])
     columns = {
         "gender": _balanced(GENDERS, n, rng),
         "age_group": _balanced(list(AGE_GROUPS), n, rng),
@@ -64,17 +80,24 @@ def make_identities(n: int, seed: int) -> list[Identity]:
         "accent": _balanced(list(ACCENTS), n, rng),
         "speaking_style": _balanced(list(STYLES), n, rng),
     }
+    extra = list(EXTRA_SHARED)[:extra_shared]
+    for key in extra:  # drawn after the others, so those stay as they were without extras
+        columns[key] = _balanced(list(EXTRA_SHARED[key]), n, rng)
     people = []
     for i in range(n):
-        own = np.random.default_rng([seed, 2, i])  # one person's traits do not depend on the others'
+        own = np.random.default_rng([seed, person_stream, i])  # one person's traits do not depend on the others'
         low, high = AGE_GROUPS[columns["age_group"][i]]
         shared = {"gender": columns["gender"][i], "age": int(own.integers(low, high)),
-                  "age_group": columns["age_group"][i]}
+                  "age_group": columns["age_group"][i], **{k: columns[k][i] for k in extra}}
         face_only = {k: columns[k][i] for k in ("eye_colour", "skin_tone", "glasses", "background")}
         voice_only = {k: columns[k][i] for k in ("accent", "speaking_style")}
-        name = f"p{i:03d}"
+        name = name_format.format(i)
         face, face_traits = _face(shared, face_only, own)
-        voice, voice_traits = _voice(name, shared, voice_only, own)
+        voice, voice_traits = _voice(name, shared, voice_only, own, voice_strength)
+        signs = {k: -1 if shared[k] == EXTRA_SHARED[k][0] else 1 for k in extra}
+        if signs:
+            face, voice = _extra_face(face, signs), _extra_voice(voice, signs, voice_strength)
+            voice_traits = {**voice_traits, "pitch_hz": voice.pitch_base_hz, "rate_wpm": voice.rate_wpm}
         people.append(Identity(name, {"shared": shared, "face_only": face_only, "voice_only": voice_only},
                                {"face": face_traits, "voice": voice_traits}, face, voice))
     return people
@@ -135,16 +158,26 @@ def _face(shared: dict, face_only: dict, rng: np.random.Generator) -> tuple[Face
     return spec, {"hair_colour": hair_name, "hair_style": style, "grey_hair": round(grey, 3), "beard": beard}
 
 
-def _voice(name: str, shared: dict, voice_only: dict, rng: np.random.Generator) -> tuple[VoiceSpec, dict]:
+def _voice(name: str, shared: dict, voice_only: dict, rng: np.random.Generator,
+           strength: float = 1.0) -> tuple[VoiceSpec, dict]:
     male = shared["gender"] == "male"
-    aged = (shared["age"] - 20) / 60  # 0 at 20, 1 at 80: every age effect grows with it
+
+    def heard(value, average):
+        # A shared effect on the voice, moved towards the average person (a man-woman
+        # mix of 50) as `strength` falls. In this form strength 1 gives `value` exactly,
+        # so the default voices keep every bit.
+        return (1 - strength) * average + strength * value
+
+    aged = heard((shared["age"] - 20) / 60, 0.5)  # 0 at 20, 1 at 80: every age effect grows with it
     # Fundamental frequency: lower for men; with age it falls for women and rises a little for men.
-    base = (100.0 if male else 195.0) * float(np.exp(rng.normal(0, 0.1))) * (1 + (0.08 if male else -0.18) * aged)
+    # The age slope depends on gender, so it gets its own average (that of a 50-year-old).
+    base = (heard(100.0 if male else 195.0, 140.0) * float(np.exp(rng.normal(0, 0.1)))
+            * heard(1 + (0.08 if male else -0.18) * aged, 0.975))
     # Vocal-tract length: longer for men (formants lower); formants sink with age.
-    tract = (1.0 if male else 1.13) * float(np.exp(rng.normal(0, 0.03))) * (1 - 0.05 * aged)
+    tract = heard(1.0 if male else 1.13, 1.065) * float(np.exp(rng.normal(0, 0.03))) * (1 - 0.05 * aged)
     formants = (100,) + tuple(int(round(100 * tract * float(np.exp(rng.normal(0, 0.025))))) for _ in range(8))
     # Older voices are breathier, slower, narrower in pitch and less steady (tremor).
-    breath = int(round((2 if male else 4) * rng.uniform(0.5, 1.0) + 12 * aged))
+    breath = int(round(heard(2 if male else 4, 3) * rng.uniform(0.5, 1.0) + 12 * aged))
     rate = int(round(192 - 60 * aged + rng.integers(-8, 9)))
     tremor = round(0.3 * max(0.0, aged - 0.35) / 0.65, 3)
     pitch_range, word_gap = STYLES[voice_only["speaking_style"]]
@@ -156,3 +189,38 @@ def _voice(name: str, shared: dict, voice_only: dict, rng: np.random.Generator) 
     traits = {"pitch_hz": spec.pitch_base_hz, "formant_scale": round(tract, 4), "breath": breath,
               "rate_wpm": rate, "tremor": tremor}
     return spec, traits
+
+
+def _extra_face(spec: FaceSpec, signs: dict[str, int]) -> FaceSpec:
+    """The face side of the extra shared attributes (+-1 each): large enough for a crude probe."""
+    if "build" in signs:  # a heavier build: a wider, squarer head and a broader nose
+        b = signs["build"]
+        spec = replace(spec, head_w=spec.head_w * (1 + 0.1 * b), jaw=spec.jaw + 0.4 * b,
+                       nose_w=spec.nose_w * (1 + 0.1 * b), ear_size=spec.ear_size * (1 + 0.06 * b))
+    if "lineage" in signs:  # inherited proportions: nose length, lips, eye size and height
+        g = signs["lineage"]
+        spec = replace(spec, nose_len=spec.nose_len * (1 + 0.12 * g), lip_full=spec.lip_full + 0.2 * g,
+                       eye_size=spec.eye_size * (1 - 0.1 * g), eye_y=spec.eye_y + 0.03 * g)
+    if "vigour" in signs:  # flushed or pale skin, wider or narrower eyes
+        v = signs["vigour"]
+        skin = tuple(int(np.clip(c * (1 + f * v), 0, 255)) for c, f in zip(spec.skin, (0.06, -0.02, -0.04)))
+        spec = replace(spec, skin=skin, eye_size=spec.eye_size * (1 + 0.08 * v))
+    return spec
+
+
+def _extra_voice(spec: VoiceSpec, signs: dict[str, int], strength: float) -> VoiceSpec:
+    """The voice side of the extra shared attributes, scaled by the voice strength."""
+    if "build" in signs:  # a larger body: a longer vocal tract (lower formants), a lower voice
+        b = signs["build"] * strength
+        spec = replace(spec, formants=(100,) + tuple(int(round(f * (1 - 0.09 * b))) for f in spec.formants[1:]),
+                       pitch_base_hz=int(round(spec.pitch_base_hz * (1 - 0.15 * b))),
+                       pitch_top_hz=int(round(spec.pitch_top_hz * (1 - 0.15 * b))))
+    if "lineage" in signs:  # tract shape: the upper formants move, the lower ones stay
+        g = signs["lineage"] * strength
+        spec = replace(spec, formants=tuple(int(round(f * (1 + 0.1 * g))) if k >= 3 else f
+                                            for k, f in enumerate(spec.formants)))
+    if "vigour" in signs:  # faster, livelier speech
+        v = signs["vigour"] * strength
+        spec = replace(spec, rate_wpm=int(round(spec.rate_wpm * (1 + 0.15 * v))),
+                       pitch_range=int(np.clip(spec.pitch_range + 15 * v, 0, 100)))
+    return spec

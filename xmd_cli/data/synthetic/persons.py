@@ -8,6 +8,10 @@ same parameters is already there, and returns the manifest samples and trials.
 Every random choice comes from a generator seeded by (seed, purpose, indices), so
 a sample is the same whatever else is generated, and two runs with one seed write
 byte-identical files. Design reasoning: docs/synthetic-persons.md.
+
+`population: teacher-faces` generates instead a separate population of face-only
+identities (other random streams, `f00000` labels), for a face teacher to train
+on; it has train and validation splits and no trials.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import multiprocessing
 import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -31,7 +36,7 @@ from xmd_cli.data.synthetic.faces import Shot, render_face
 from xmd_cli.data.synthetic.identities import Identity, make_identities
 from xmd_cli.data.synthetic.voices import Speaker, record, sentence, to_pcm16
 from xmd_cli.errors import XmdError
-from xmd_cli.recipe import DataConfig
+from xmd_cli.recipe import DataConfig, PersonsConfig
 
 NAME = "synthetic-persons"
 GENERATOR_VERSION = 1  # bump when the output of the same parameters changes
@@ -39,6 +44,12 @@ MARKER = "generator.json"
 # The tiny preset: a few seconds to generate, enough for every stage's tests.
 TINY = {"identities": 8, "per_identity": 4, "test_identities": 0.25, "validation_per_identity": 1,
         "trials_per_identity": 8}
+TINY_TEACHER = {"teacher_identities": 24, "teacher_per_identity": 3}
+# Fields added after the first release, with their defaults. The marker leaves them out
+# while they hold these values, so generations made before they existed stay current.
+LATER_DEFAULTS = {k: PersonsConfig.model_fields[k].default
+                  for k in ("population", "teacher_identities", "teacher_per_identity", "test_per_identity",
+                            "voice_shared_strength", "extra_shared", "recording_factor")}
 BATCH = 48  # samples a worker renders with one eSpeak start; below one batch, no workers
 MAX_WORKERS = 2
 
@@ -51,10 +62,11 @@ class Planned:
     index: int
     split: str
     shot: Shot
-    text: str
-    speech: dict  # rate_wpm, pitch, pitch_range, word_gap, seed
+    text: str  # "" for a face-only sample
+    speech: dict | None  # rate_wpm, pitch, pitch_range, word_gap, seed; None for a face-only sample
     face_degradation: dict | None
     speech_degradation: dict | None
+    recording: dict | None = None  # the per-recording factor, when recording_factor > 0
 
     @property
     def id(self) -> str:
@@ -65,6 +77,8 @@ def effective_parameters(config: DataConfig) -> dict:
     params = config.persons.model_dump()
     if config.tiny:
         params.update(TINY)
+        if params["population"] == "teacher-faces":
+            params.update(TINY_TEACHER)
     return params
 
 
@@ -91,15 +105,36 @@ def _shot(rng: np.random.Generator) -> Shot:
                 background_seed=int(rng.integers(2 ** 31)), noise_seed=int(rng.integers(2 ** 31)))
 
 
+def _arousal(shot: Shot, speech: dict | None, strength: float,
+             rng: np.random.Generator) -> tuple[Shot, dict | None, dict]:
+    """One recording's arousal u in [-1, 1], shown by the face and the voice of that recording alike.
+
+    A per-sample factor both modalities share: what a teacher could pass on per
+    sample rather than per identity. Effects grow with `strength`.
+    """
+    u = float(rng.uniform(-1, 1))
+    k = strength * u
+    shot = replace(shot, smile=float(np.clip(shot.smile + 0.8 * k, -0.6, 1.4)), pitch=shot.pitch - 0.1 * k)
+    if speech is not None:
+        speech = {**speech, "rate_wpm": int(round(speech["rate_wpm"] * (1 + 0.12 * k))),
+                  "pitch": int(np.clip(speech["pitch"] + round(10 * k), 0, 100)),
+                  "pitch_range": int(np.clip(speech["pitch_range"] + round(15 * k), 0, 100))}
+    return shot, speech, {"arousal": round(u, 3)}
+
+
 def plan(params: dict, seed: int) -> list[Planned]:
+    if params["population"] == "teacher-faces":
+        return plan_teacher_faces(params, seed)
     n_test, per = _check(params)
-    people = make_identities(params["identities"], seed)
+    people = make_identities(params["identities"], seed, extra_shared=params["extra_shared"],
+                             voice_strength=params["voice_shared_strength"])
     split_rng = np.random.default_rng([seed, 3])
     test_names = {people[i].name for i in split_rng.choice(len(people), n_test, replace=False)}
     planned = []
     for i, person in enumerate(people):
-        held_out = set(split_rng.permutation(per)[:params["validation_per_identity"]].tolist())
-        for j in range(per):
+        count = (params["test_per_identity"] or per) if person.name in test_names else per
+        held_out = set(split_rng.permutation(count)[:params["validation_per_identity"]].tolist())
+        for j in range(count):
             rng = np.random.default_rng([seed, 4, i, j])
             split = "test" if person.name in test_names else ("validation" if j in held_out else "train")
             voice = person.voice
@@ -108,11 +143,38 @@ def plan(params: dict, seed: int) -> list[Planned]:
                       "pitch_range": int(np.clip(voice.pitch_range + rng.integers(-8, 9), 0, 100)),
                       "word_gap": voice.word_gap + int(rng.integers(0, 2)),
                       "seed": int(rng.integers(2 ** 31))}
-            planned.append(Planned(person, j, split, _shot(rng), sentence(rng), speech, None, None))
+            shot, text, recording = _shot(rng), sentence(rng), None
+            if params["recording_factor"] > 0:  # its own stream: the draws above stay as they were
+                shot, speech, recording = _arousal(shot, speech, params["recording_factor"],
+                                                   np.random.default_rng([seed, 7, i, j]))
+            planned.append(Planned(person, j, split, shot, text, speech, None, None, recording))
     return _assign_degradations(planned, params["degraded_fraction"], seed)
 
 
-def _assign_degradations(planned: list[Planned], fraction: float, seed: int) -> list[Planned]:
+def plan_teacher_faces(params: dict, seed: int) -> list[Planned]:
+    """Face-only identities for the face teacher: other people than the students, other streams.
+
+    One face of each identity is kept for validation (to pick the teacher's best
+    checkpoint); there is no test split: the teacher is tested through the student.
+    """
+    n, per = params["teacher_identities"], params["teacher_per_identity"]
+    people = make_identities(n, seed, population="teacher-faces", extra_shared=params["extra_shared"])
+    split_rng = np.random.default_rng([seed, 13])
+    planned = []
+    for i, person in enumerate(people):
+        held_out = int(split_rng.integers(per))
+        for j in range(per):
+            shot, recording = _shot(np.random.default_rng([seed, 14, i, j])), None
+            if params["recording_factor"] > 0:
+                shot, _, recording = _arousal(shot, None, params["recording_factor"],
+                                              np.random.default_rng([seed, 17, i, j]))
+            split = "validation" if j == held_out else "train"
+            planned.append(Planned(person, j, split, shot, "", None, None, None, recording))
+    return _assign_degradations(planned, params["degraded_fraction"], seed, voices=False)
+
+
+def _assign_degradations(planned: list[Planned], fraction: float, seed: int,
+                          voices: bool = True) -> list[Planned]:
     """Degrade exactly round(fraction * n) samples of each split, per modality, independently.
 
     Independent draws make some samples degraded in both, most in one or none, so
@@ -124,10 +186,10 @@ def _assign_degradations(planned: list[Planned], fraction: float, seed: int) -> 
         members = [k for k, p in enumerate(planned) if p.split == split]
         count = int(round(fraction * len(members)))
         faces = set(rng.permutation(members)[:count].tolist()) if members else set()
-        voices = set(rng.permutation(members)[:count].tolist()) if members else set()
+        speaking = set(rng.permutation(members)[:count].tolist()) if members and voices else set()
         for k in members:
             face = degrade.draw_face_degradation(rng) if k in faces else None
-            speech = degrade.draw_speech_degradation(rng) if k in voices else None
+            speech = degrade.draw_speech_degradation(rng) if k in speaking else None
             out[k] = replace(planned[k], face_degradation=face, speech_degradation=speech)
     return out
 
@@ -163,11 +225,18 @@ def to_sample(p: Planned) -> Sample:
     shot = _round({k: v for k, v in asdict(p.shot).items()
                    if k in ("yaw", "pitch", "roll_deg", "scale", "light", "brightness", "smile")})
     strip = (lambda d: None if d is None else {k: v for k, v in d.items() if k != "seed"})
-    info = {"attributes": p.identity.attributes, "traits": p.identity.traits,
-            "jitter": {"face": shot, "voice": {"text": p.text, **{k: v for k, v in p.speech.items() if k != "seed"}}},
-            "degradation": {"face": strip(p.face_degradation), "speech": strip(p.speech_degradation)}}
-    return Sample(id=p.id, label=p.identity.name, split=p.split, audio=f"audio/{p.id}.wav",
-                  images=[f"faces/{p.id}.png"], info=info)
+    if p.speech is None:  # a face-only sample (teacher-faces): no voice, nothing said of one
+        attributes = {k: v for k, v in p.identity.attributes.items() if k != "voice_only"}
+        info = {"attributes": attributes, "traits": {"face": p.identity.traits["face"]},
+                "jitter": {"face": shot}, "degradation": {"face": strip(p.face_degradation)}}
+    else:
+        info = {"attributes": p.identity.attributes, "traits": p.identity.traits,
+                "jitter": {"face": shot, "voice": {"text": p.text, **{k: v for k, v in p.speech.items() if k != "seed"}}},
+                "degradation": {"face": strip(p.face_degradation), "speech": strip(p.speech_degradation)}}
+    if p.recording is not None:
+        info["recording"] = p.recording
+    return Sample(id=p.id, label=p.identity.name, split=p.split,
+                  audio=None if p.speech is None else f"audio/{p.id}.wav", images=[f"faces/{p.id}.png"], info=info)
 
 
 # ---------------------------------------------------------------- rendering
@@ -185,6 +254,8 @@ def render_sample(p: Planned, root: Path, params: dict, speaker: Speaker) -> Non
     face_path.parent.mkdir(parents=True, exist_ok=True)
     # PIL's PNG writer adds no time stamp: the same pixels give the same bytes.
     _atomic(face_path, lambda tmp: image.save(tmp, format="PNG"))
+    if p.speech is None:
+        return
 
     raw = speaker.say(p.text, p.identity.voice.name, **p.speech)
     rng = np.random.default_rng(p.speech["seed"])
@@ -199,8 +270,8 @@ def render_sample(p: Planned, root: Path, params: dict, speaker: Speaker) -> Non
 
 def render_batch(batch: list[Planned], root: Path, params: dict) -> int:
     """Render samples with one eSpeak instance (in this process or a worker); returns the count."""
-    voices = list({p.identity.voice.name: p.identity.voice for p in batch}.values())
-    with Speaker(voices) as speaker:
+    voices = list({p.identity.voice.name: p.identity.voice for p in batch if p.speech is not None}.values())
+    with Speaker(voices) if voices else nullcontext() as speaker:
         for p in batch:
             render_sample(p, root, params, speaker)
     return len(batch)
@@ -230,7 +301,8 @@ def _render_all(planned: list[Planned], root: Path, params: dict,
 
 
 def _marker(params: dict, seed: int, complete: bool, count: int) -> dict:
-    return {"generator": NAME, "version": GENERATOR_VERSION, "seed": seed, "parameters": params,
+    recorded = {k: v for k, v in params.items() if k not in LATER_DEFAULTS or v != LATER_DEFAULTS[k]}
+    return {"generator": NAME, "version": GENERATOR_VERSION, "seed": seed, "parameters": recorded,
             "samples": count, "complete": complete}
 
 
@@ -239,7 +311,7 @@ def _is_current(root: Path, expected: dict, samples: list[Sample]) -> bool:
         found = json.loads((root / MARKER).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return found == expected and all((root / s.audio).is_file() and (root / s.images[0]).is_file() for s in samples)
+    return found == expected and all((root / f).is_file() for s in samples for f in (s.audio, *s.images) if f)
 
 
 def _claim(root: Path) -> None:
@@ -274,5 +346,7 @@ def read(config: DataConfig, workdir: Path,
         _write_marker(root, complete)
     elif progress:
         progress(NAME, len(planned), len(planned))
+    if params["population"] == "teacher-faces":  # no test split, so no trials
+        return AdapterOutput(samples=samples, root=root)
     return AdapterOutput(samples=samples, root=root,
                          trials={NAME: trials(planned, params["trials_per_identity"], config.seed)})
