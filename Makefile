@@ -2,22 +2,26 @@
 # (scripts/venv.sh: outside the clone, keyed by a hash of requirements.txt).
 # `make test` runs every test (the ones that train models too) and the lint;
 # `make test-fast` leaves out the tests marked slow, for the edit-test loop (under a minute).
+# Paths are absolute (ROOT is this Makefile's folder), so `make -C /path/to/xmd demo` and
+# `make -f /path/to/xmd/Makefile test` work from any directory.
 .PHONY: demo test test-fast lint venv
+ROOT := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
 ARGS ?=
 # Modules whose docstring examples are run as tests (doctest).
-DOCTESTS = xmd_cli/metrics xmd_cli/models/distill.py xmd_cli/shards xmd_cli/registry.py xmd_cli/io.py
+DOCTESTS = xmd_cli/metrics xmd_cli/models/distill.py xmd_cli/shards xmd_cli/registry.py xmd_cli/io.py \
+	xmd_cli/data/containers.py
 
 demo:
-	@venv=$$(scripts/venv.sh) && "$$venv/bin/xmd" demo $(ARGS)
+	@venv=$$($(ROOT)/scripts/venv.sh) && "$$venv/bin/xmd" demo $(ARGS)
 
 test: lint
-	@venv=$$(scripts/venv.sh) && cd $(CURDIR) && "$$venv/bin/python" -m pytest -q --doctest-modules tests $(DOCTESTS) $(ARGS)
+	@venv=$$($(ROOT)/scripts/venv.sh) && cd $(ROOT) && "$$venv/bin/python" -m pytest -q --doctest-modules tests $(DOCTESTS) $(ARGS)
 
 test-fast:
-	@venv=$$(scripts/venv.sh) && cd $(CURDIR) && "$$venv/bin/python" -m pytest -q -m "not slow" --doctest-modules tests $(DOCTESTS) $(ARGS)
+	@venv=$$($(ROOT)/scripts/venv.sh) && cd $(ROOT) && "$$venv/bin/python" -m pytest -q -m "not slow" --doctest-modules tests $(DOCTESTS) $(ARGS)
 
 lint:
-	@venv=$$(scripts/venv.sh) && cd $(CURDIR) && "$$venv/bin/python" -m ruff check --no-cache xmd_cli tests bench scripts
+	@venv=$$($(ROOT)/scripts/venv.sh) && cd $(ROOT) && "$$venv/bin/python" -m ruff check --no-cache xmd_cli tests bench scripts
 
 venv:
-	@scripts/venv.sh
+	@$(ROOT)/scripts/venv.sh

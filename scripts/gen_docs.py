@@ -22,7 +22,7 @@ def recipes_page() -> str:
     lines = ["# Recipe reference", "",
              "Generated from `xmd_cli/recipe.py` by `scripts/gen_docs.py`; do not edit by hand.",
              "Every key can be set in a recipe file or with `--set key=value`. "
-             "`xmd recipes show` prints the same table.", ""]
+             "`xmd recipes show` (no name) prints the same fields.", ""]
     section = None
     for key, type_text, default, description in schema_rows():
         top = key.split(".")[0] if "." in key else "(top level)"
@@ -44,6 +44,8 @@ def cli_page() -> str:
         if path[1:]:
             lines.extend([f"## `{' '.join(path)}`", ""])
             lines.extend([(command.help or "").strip(), ""])
+            if command.epilog:
+                lines.extend([command.epilog.replace("Example: ", "Example: `", 1) + "`", ""])
             params = [p for p in command.params if p.name != "help"]
             if params:
                 lines.extend(["| option | help |", "|---|---|"])

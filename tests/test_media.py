@@ -65,13 +65,14 @@ def test_audio_problems_name_the_file_and_what_to_do(tmp_path):
     reason = audio_problem(tmp_path / "corrupt.wav")
     assert "corrupt.wav" in reason and "corrupt" in reason and "re-export" in reason
 
+    # m4a is decoded with PyAV (tests/test_formats.py reads real ones); a damaged one says so.
     write_m4a_like(tmp_path / "vox2.m4a")
     reason = audio_problem(tmp_path / "vox2.m4a")
-    assert "ffmpeg -i in.m4a -ac 1 -ar 16000 out.wav" in reason and "VoxCeleb2" in reason
+    assert "vox2.m4a" in reason and "PyAV" in reason and "re-download" in reason
 
-    # An MP4 container misnamed .wav still gets the conversion advice, not "corrupt".
+    # An MP4 container misnamed .wav goes to PyAV too, not to "corrupt wav".
     write_m4a_like(tmp_path / "misnamed.wav")
-    assert "ffmpeg" in audio_problem(tmp_path / "misnamed.wav")
+    assert "PyAV" in audio_problem(tmp_path / "misnamed.wav")
 
     (tmp_path / "folder.wav").mkdir()
     assert "not a file" in audio_problem(tmp_path / "folder.wav")

@@ -28,7 +28,7 @@ def write_jpg(path: Path, seed=0):
 
 
 def build_voxceleb(root: Path) -> None:
-    """Four speakers; one corrupt wav, one zero-length wav, one .m4a, one text file named .jpg."""
+    """Four speakers; one corrupt wav, one zero-length wav, one damaged .m4a, one text file named .jpg."""
     for speaker, video, utts in (("id1", "v1", 2), ("id2", "v2", 2), ("id3", "v3", 2), ("id4", "v4", 2)):
         for n in range(1, utts + 1):
             write_wav(root / f"wav/{speaker}/{video}/0000{n}.wav", seed=n)
@@ -70,16 +70,16 @@ def test_bad_files_are_reported_skips(tmp_path):
     assert summary["samples"] == 7 and summary["samples_dropped"] == 4 and summary["classes"] == 4
     assert summary["splits"] == {"train": 2, "validation": 2, "test": 3}
     assert summary["trials"] == {"veri": 2} and summary["trials_dropped"] == {"veri": 1}
-    assert summary["problems"] == {"unreadable-audio": 2, "unreadable-image": 1, "unsupported-audio": 1}
+    assert summary["problems"] == {"unreadable-audio": 3, "unreadable-image": 1}
 
     report = json.loads((work / "prepare-report.json").read_text())
     assert report["samples_in"] == 11 and report["samples_out"] == 7 and report["problems"] == 4
     details = {e["sample_id"]: e["detail"] for kind in report["by_kind"].values() for e in kind["examples"]}
     assert "not readable as audio" in details["id1/v1/00003"] and "00003.wav" in details["id1/v1/00003"]
     assert "zero-length" in details["id1/v1/00004"]
-    assert "ffmpeg -i in.m4a -ac 1 -ar 16000 out.wav" in details["id2/v2/00003"]
+    assert "00003.m4a" in details["id2/v2/00003"] and "PyAV" in details["id2/v2/00003"]
     assert "text file" in details["id3/v3/00002"] and "frame extraction failed" in details["id3/v3/00002"]
-    assert report["by_kind"]["unreadable-audio"] == {"count": 2, "samples_affected": 2,
+    assert report["by_kind"]["unreadable-audio"] == {"count": 3, "samples_affected": 3,
                                                      "examples": report["by_kind"]["unreadable-audio"]["examples"]}
 
     resolved = load_recipe(work / "prepare.recipe.yaml")
@@ -97,7 +97,7 @@ def test_strict_makes_problems_fatal_after_the_report(tmp_path):
         run_prepare(voxceleb_recipe(root), work, strict=True)
     message = str(error.value)
     assert str(work / "prepare-report.json") in message and "no manifest was written" in message
-    assert "2 unreadable-audio" in message and "1 unsupported-audio" in message
+    assert "3 unreadable-audio" in message and "1 unreadable-image" in message
     assert not (work / "manifest.jsonl").exists()
     report = json.loads((work / "prepare-report.json").read_text())
     assert report["strict"] is True and report["problems"] == 4

@@ -14,7 +14,7 @@ from xmd_cli.recipe import (
 )
 from xmd_cli.recipe_files import find_recipe, list_recipes, schema_rows
 
-SHIPPED = sorted((Path(__file__).parent.parent / "recipes").glob("*.yaml"))
+SHIPPED = sorted((Path(__file__).parent.parent / "xmd_cli/recipes").glob("*.yaml"))
 
 
 def write(tmp_path: Path, text: str) -> Path:

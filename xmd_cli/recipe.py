@@ -107,11 +107,16 @@ class DataConfig(Section):
         "or generated demo data (synthetic-persons, synthetic-captions)")
     root: str | None = Field(None, description="the dataset's folder; for generated data, where to write it "
                              "(default: WORKDIR/data/ADAPTER)")
-    trials: list[str] = Field(default_factory=list, description="verification trial lists (VoxCeleb format); "
-                              "the identities they name become the test split")
+    trials: list[str] = Field(default_factory=list, description="verification trial lists, VoxCeleb "
+                              "`1 enroll test` or Kaldi/WeSpeaker `enroll test target|nontarget` (detected per "
+                              "file); the identities they name become the test split")
     audio_dir: str = Field("wav", description="voxceleb: the audio folder below root")
     images_dir: str | None = Field(None, description="voxceleb: the face-frame folder below root, laid out like "
                                    "audio_dir")
+    video_dir: str | None = Field(None, description="voxceleb: the video folder below root (VoxCeleb2's "
+                                  "dev/mp4: <speaker>/<video>/<utt>.mp4); prepare takes face frames from each video")
+    video_frames: int = Field(3, ge=1, le=64, description="voxceleb with video_dir: frames taken from each "
+                              "utterance's video, evenly spaced")
     captions: str | None = Field(None, description="imagefolder: a captions file (TSV `relative/path<TAB>caption`) "
                                  "that gives each image its text")
     table: str | None = Field(None, description="table: the CSV or JSONL file listing the samples")
@@ -121,10 +126,21 @@ class DataConfig(Section):
         None, description="put every sample in this split instead of assigning splits (e.g. a test-only set)")
     validation_fraction: float = Field(0.1, ge=0, lt=1, description="share of each training class held out "
                                        "for validation when the data names no split")
+    test_fraction: float = Field(0.0, ge=0, lt=1, description="share of each class held out for test when the "
+                                 "data names no split (imagefolder without split folders, a table without a split "
+                                 "column); seeded by data.seed")
     seed: int = Field(0, description="seed of the split assignment and of generated data")
     tiny: bool = Field(False, description="generated data: the tiny preset the tests use (seconds to make)")
     persons: PersonsConfig = Field(default_factory=PersonsConfig)
     captions_data: CaptionsConfig = Field(default_factory=CaptionsConfig)
+
+    @model_validator(mode="after")
+    def _fractions_leave_training_data(self):
+        # Both shares come out of each class; together they must leave some of it to train on.
+        if self.validation_fraction + self.test_fraction >= 1:
+            raise ValueError(f"validation_fraction {self.validation_fraction} + test_fraction {self.test_fraction} "
+                             "leave nothing to train on; keep their sum below 1")
+        return self
 
 
 # ---------------------------------------------------------------- teacher and quality

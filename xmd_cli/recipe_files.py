@@ -1,12 +1,15 @@
 """Finding recipe files by name, listing them, and describing the schema for people.
 
-`--recipe speaker` finds `recipes/speaker.yaml`; `--recipe path/to/my.yaml` is a
-file. Recipes ship in the repository's `recipes/` folder; a `recipes/` folder in
-the current directory is searched first, so a user's own recipes shadow ours.
+`--recipe speaker` finds the shipped `speaker.yaml`; `--recipe path/to/my.yaml` is a
+file. Recipes ship as package data in `xmd_cli/recipes/`, found through
+`importlib.resources`, so an installed wheel finds them wherever it runs; a
+`recipes/` folder in the current directory is searched first, so a user's own
+recipes shadow ours. Listing and finding recipes imports nothing heavy.
 """
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -14,7 +17,8 @@ from pydantic import BaseModel
 from xmd_cli.errors import XmdError
 from xmd_cli.recipe import Recipe
 
-SHIPPED = Path(__file__).resolve().parent.parent / "recipes"
+# A Traversable of an installed package on disk (wheel or editable) is a real folder.
+SHIPPED = Path(str(resources.files("xmd_cli").joinpath("recipes")))
 
 
 def recipe_dirs() -> list[Path]:

@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from typer.core import TyperOption
 
 from xmd_cli import __version__
 from xmd_cli.console import Output
 from xmd_cli.errors import XmdError, disk_error
 
-app = typer.Typer(name="xmd", no_args_is_help=True, add_completion=False,
+app = typer.Typer(name="xmd", no_args_is_help=True, add_completion=True,
                   pretty_exceptions_show_locals=False,
                   help="Cross-modal knowledge distillation: a teacher that sees faces or text "
                        "teaches a student that sees speech or images.")
@@ -26,6 +27,19 @@ shards_app = typer.Typer(no_args_is_help=True, help="Inspect the on-disk embeddi
 recipes_app = typer.Typer(no_args_is_help=True, help="List, show and validate recipes.")
 app.add_typer(shards_app, name="shards")
 app.add_typer(recipes_app, name="recipes")
+
+
+_display_type_rich = TyperOption.display_type_rich
+
+
+def _no_value_type_for_flags(self, ctx):
+    # A flag (or a counted -v) takes no value: typer's `--json <bool>` reads as if it wanted one.
+    if self.is_flag or self.count:
+        return None
+    return _display_type_rich(self, ctx)
+
+
+TyperOption.display_type_rich = _no_value_type_for_flags
 
 
 class Device(str, Enum):

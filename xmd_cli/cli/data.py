@@ -35,11 +35,14 @@ def prepare(
                                                           "synthetic-persons or synthetic-captions "
                                                           "(default: the recipe's)")] = None,
     root: Annotated[Optional[str], typer.Option(help="Dataset root (synthetic data: where to generate it).")] = None,
-    trials: Annotated[Optional[list[str]], typer.Option(help="Trial list in VoxCeleb format (repeatable).")] = None,
+    trials: Annotated[Optional[list[str]], typer.Option(help="Trial list, VoxCeleb `1 enroll test` or Kaldi "
+                                                            "`enroll test target|nontarget` (repeatable).")] = None,
     table: Annotated[Optional[str], typer.Option(help="table: the CSV or JSONL file.")] = None,
     column: Annotated[Optional[list[str]], typer.Option(help="table: FIELD=COLUMN mapping (repeatable).")] = None,
     captions: Annotated[Optional[str], typer.Option(help="imagefolder: captions TSV file.")] = None,
     images_dir: Annotated[Optional[str], typer.Option(help="voxceleb: face-frame tree below the root.")] = None,
+    video_dir: Annotated[Optional[str], typer.Option(help="voxceleb: video tree below the root (VoxCeleb2 "
+                                                          "dev/mp4); face frames are taken from each video.")] = None,
     identities: Annotated[Optional[int], typer.Option(help="synthetic-persons: number of identities.")] = None,
     per_identity: Annotated[Optional[int], typer.Option(help="synthetic-persons: samples per identity.")] = None,
     per_class: Annotated[Optional[int], typer.Option(help="synthetic-captions: images per class.")] = None,
@@ -52,7 +55,8 @@ def prepare(
     out = output(json_, verbose, quiet)
     data: dict = {}
     for key, value in [("adapter", adapter), ("root", root), ("trials", trials), ("table", table),
-                       ("captions", captions), ("images_dir", images_dir), ("seed", seed)]:
+                       ("captions", captions), ("images_dir", images_dir), ("video_dir", video_dir),
+                       ("seed", seed)]:
         if value is not None:
             data[key] = value
     if column:
@@ -70,6 +74,8 @@ def prepare(
     with out.progress() as progress:
         summary = run_prepare(loaded, workdir, strict=strict, progress=progress)
     show_prepare_summary(out, summary)
+    for warning in summary.get("warnings", []):
+        out.warning(warning)
     out.result(summary)
 
 
@@ -87,12 +93,14 @@ def show_prepare_summary(out: Output, summary: dict) -> None:
 def demo(
     task: Annotated[str, typer.Option(help="speaker (synthetic-persons) or image (synthetic-captions).")] = "speaker",
     tiny: Annotated[bool, typer.Option("--tiny", help="The tiny preset, for smoke tests.")] = False,
-    workdir: WorkdirOpt = Path("xmd-demo"), seed: SeedOpt = None, device: DeviceOpt = Device.auto,
-    json_: JsonOpt = False, verbose: VerboseOpt = 0, quiet: QuietOpt = False,
+    workdir: WorkdirOpt = Path("xmd-demo"), set_: SetOpt = None, seed: SeedOpt = None,
+    device: DeviceOpt = Device.auto, json_: JsonOpt = False, verbose: VerboseOpt = 0, quiet: QuietOpt = False,
 ):
-    """The whole pipeline on embedded demo data, offline."""
+    """The whole pipeline on embedded demo data, offline (its recipes are fixed by --task; --set changes
+    every one of them)."""
     from xmd_cli.stages.demo import run_demo
 
     out = output(json_, verbose, quiet)
-    summary = run_demo(task=task, tiny=tiny, workdir=workdir, seed=seed, device=device.value, out=out)
+    summary = run_demo(task=task, tiny=tiny, workdir=workdir, seed=seed, device=device.value, out=out,
+                       overrides=set_)
     out.result(summary)

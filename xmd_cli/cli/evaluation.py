@@ -46,7 +46,8 @@ def evaluate(more_reports: Annotated[Optional[list[Path]], typer.Argument(
                                                                  "(`enroll test score` or `label score` lines) "
                                                                  "instead of a checkpoint.")] = None,
              trials: Annotated[Optional[str], typer.Option(help="Trial list: a name from `xmd prepare` or a "
-                                                                "VoxCeleb-format file (default: evaluation.trials, "
+                                                                "file, `1 enroll test` or `enroll test "
+                                                                "target|nontarget` (default: evaluation.trials, "
                                                                 "or the data set's only list).")] = None,
              compare: Annotated[Optional[list[Path]], typer.Option(help="Set these report.json files side by "
                                                                         "side instead of evaluating "

@@ -34,8 +34,12 @@ def recipes_show(recipe: Annotated[Optional[str], typer.Argument(help="Recipe na
     out = output(json_, 0, False)
     if recipe is None and not set_:
         rows = schema_rows()
-        out.table("recipe fields", rows, ("key", "type", "default", "description"))
-        out.result({"fields": [dict(zip(("key", "type", "default", "description"), r)) for r in rows]})
+        if json_:
+            out.result({"fields": [dict(zip(("key", "type", "default", "description"), r)) for r in rows]})
+        else:
+            # Plain lines on stdout, never cut to the terminal's width: `| grep lr` must find the whole key.
+            typer.echo("".join(f"{key}: {type_text} = {default}\n    {description}\n"
+                               for key, type_text, default, description in rows), nl=False)
         return
     loaded = load(recipe, set_)
     if json_:

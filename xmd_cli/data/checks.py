@@ -58,13 +58,14 @@ def duplicate_id_problems(samples: list[Sample]) -> list[Problem]:
 
 
 def check_samples(samples: list[Sample], root: Path, progress: Progress | None = None, *,
-                  workers: int = 8) -> list[Problem]:
+                  workers: int = 8, rates: Counter | None = None) -> list[Problem]:
     """Duplicate ids, missing files, unreadable audio or images, segments past the end.
 
     Each distinct file is checked once (video frames shared by many utterances, a
     recording cut into many segments). Files are checked by a few threads, in
     chunks: on network storage each header read waits on the network, not the CPU.
-    `progress("check", done, total)` is called after each chunk of files.
+    `progress("check", done, total)` is called after each chunk of files. `rates`,
+    when given, counts the readable audio files by sample rate (for `sample_rate_warning`).
     """
     # Plain strings, not Path objects: pathlib's parsing was about a third of the
     # time of checking 6,500 local files.
@@ -77,6 +78,8 @@ def check_samples(samples: list[Sample], root: Path, progress: Progress | None =
         headers, done = _map_with_progress(audio_header, audio_paths, pool, progress, 0, total)
         image_issues, _ = _map_with_progress(image_issue, image_paths, pool, progress, done, total)
     header_of = dict(zip(audio_paths, headers))
+    if rates is not None:
+        rates.update(info.samplerate for info, issue in headers if info is not None)
     image_issue_of = dict(zip(image_paths, image_issues))
 
     for s in samples:
@@ -95,6 +98,17 @@ def check_samples(samples: list[Sample], root: Path, progress: Progress | None =
             if issue:
                 problems.append(Problem(issue.kind, s.id, issue.reason + _source(s), sample_id=s.id))
     return problems
+
+
+def sample_rate_warning(rates: Counter) -> str | None:
+    """Words for audio at several sample rates, or None. Not a problem: every reader resamples to
+    the student's rate, but a corpus that mixes 8 kHz telephone and 16 kHz speech trains and scores
+    the two apart (the 8 kHz files carry nothing above 4 kHz), which a user should know."""
+    if len(rates) < 2:
+        return None
+    listed = ", ".join(f"{n} file(s) at {rate} Hz" for rate, n in sorted(rates.items(), key=lambda kv: -kv[1]))
+    return (f"mixed sample rates: {listed}; each is resampled to the student's rate (student.sample_rate), "
+            "but band-limited files stay band-limited: resample the corpus to one rate if that is not intended")
 
 
 def unknown_trial_problems(trials: dict[str, list[Trial]], known_ids: set[str]) -> list[Problem]:

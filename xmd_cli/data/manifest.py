@@ -5,6 +5,7 @@ A work directory prepared by `xmd prepare` holds
   labels.json      the label map, label -> class index (sorted labels, so it is stable)
   dataset.json     where the data lives (root), which adapter read it, counts, trial lists
   trials/NAME.txt  trial lists in VoxCeleb format, `1 enroll_id test_id`, by sample id
+                   (written so; `read_trials` also reads Kaldi `enroll test target|nontarget`)
 
 Later stages read it with `read_manifest(workdir)`; nothing else parses these files.
 """
@@ -111,9 +112,24 @@ def write_trials(path: Path, trials: list[Trial]) -> None:
     write_text(path, "".join(f"{t.target} {t.enroll} {t.test}\n" for t in trials))
 
 
+KALDI_TRIAL_LABELS = {"target": 1, "nontarget": 0}
+
+
+def _trial_fields(parts: list[str]) -> tuple[int, str, str] | None:
+    """(target, enroll, test) of one line in either format, or None when it fits neither."""
+    if len(parts) != 3:
+        return None
+    if parts[0] in ("0", "1"):
+        return int(parts[0]), parts[1], parts[2]
+    if parts[2] in KALDI_TRIAL_LABELS:
+        return KALDI_TRIAL_LABELS[parts[2]], parts[0], parts[1]
+    return None
+
+
 def read_trials(path: Path, known_ids: set[str] | None = None,
                 strip_extension: bool = False) -> list[Trial]:
-    """Read a VoxCeleb-format trial list (`1 id10270/a.wav id10300/b.wav`).
+    """Read a trial list in VoxCeleb format (`1 id10270/a.wav id10300/b.wav`) or in
+    Kaldi/WeSpeaker format (`enroll test target|nontarget`), detected per file.
 
     With `strip_extension`, `id10270/x/00001.wav` becomes the sample id
     `id10270/x/00001`. Unknown ids are an error naming the line.
@@ -123,13 +139,22 @@ def read_trials(path: Path, known_ids: set[str] | None = None,
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as e:
         raise XmdError(f"{path}: cannot read trial list ({e.strerror})") from None
+    except UnicodeDecodeError:
+        raise XmdError(f"{path}: the trial list is not UTF-8 text", hint="a trial list is plain text") from None
+    file_format = None  # set by the first line; a file mixing the two formats is a mistake
     for number, line in enumerate(lines, 1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         parts = line.split()
-        if len(parts) != 3 or parts[0] not in ("0", "1"):
-            raise XmdError(f"{path}:{number}: expected `1|0 enroll test`, got {line.strip()!r}")
-        enroll, test = parts[1], parts[2]
+        fields = _trial_fields(parts)
+        line_format = None if fields is None else ("voxceleb" if parts[0] in ("0", "1") else "kaldi")
+        if fields is None or (file_format and line_format != file_format):
+            expected = {"voxceleb": "`1|0 enroll test`", "kaldi": "`enroll test target|nontarget`"}
+            raise XmdError(f"{path}:{number}: expected " + (expected[file_format] if file_format else
+                           f"{expected['voxceleb']} or {expected['kaldi']}") + f", got {line.strip()!r}",
+                           hint="fix or remove the line; one file holds one format")
+        file_format = line_format
+        target, enroll, test = fields
         if strip_extension:
             enroll, test = os.path.splitext(enroll)[0], os.path.splitext(test)[0]
         if known_ids is not None:
@@ -137,7 +162,7 @@ def read_trials(path: Path, known_ids: set[str] | None = None,
                 if name not in known_ids:
                     raise XmdError(f"{path}:{number}: trial names {name!r}, which is not in the manifest",
                                    hint="the trial list must name samples of the prepared dataset")
-        trials.append(Trial(int(parts[0]), enroll, test))
+        trials.append(Trial(target, enroll, test))
     if not trials:
         raise XmdError(f"{path}: the trial list is empty")
     return trials

@@ -1,6 +1,7 @@
 """Reading audio and images, and saying in words why a file cannot be read.
 
-Every stage reads media through `read_audio` and `load_image`; `prepare` asks
+Every stage reads media through `read_audio` and `load_image`; m4a/mp4 audio
+goes through PyAV (`xmd_cli.data.containers`). `prepare` asks
 `audio_issue` / `image_issue` about every file first. The checks read headers
 only (a `soundfile.SoundFile` open, `PIL.Image.verify`), so checking a million files costs
 seconds to minutes, not hours; a file whose header is sound but whose body is
@@ -26,11 +27,12 @@ import soundfile as sf
 
 from xmd_cli.errors import XmdError
 
-# Containers libsndfile cannot open (it reads wav, flac, ogg/opus, mp3, aiff, au, sphere).
-# VoxCeleb2 ships .m4a (AAC in an MP4 container).
-UNSUPPORTED_AUDIO = {".m4a", ".aac", ".mp4", ".m4v", ".mov", ".webm", ".mkv", ".wma", ".3gp", ".amr"}
+# Containers libsndfile cannot open (it reads wav, flac, ogg/opus, mp3, aiff, au, sphere):
+# they are decoded with PyAV (`xmd_cli.data.containers`). VoxCeleb2 ships .m4a (AAC in MP4).
+CONTAINER_AUDIO = {".m4a", ".aac", ".mp4", ".m4v", ".mov", ".webm", ".mkv", ".wma", ".3gp", ".amr"}
 AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au",
-                    ".sph", ".nist"} | UNSUPPORTED_AUDIO
+                    ".sph", ".nist"} | CONTAINER_AUDIO
+VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi"}
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 # Kaldi's extract-segments tolerates a segment end this far past the recording's end
@@ -44,17 +46,21 @@ SCAN_FRAMES = 1 << 16  # frames read at a time when scanning float audio (consta
 class MediaIssue:
     """Why a file cannot be used: `kind` for counting, `reason` for the user."""
 
-    kind: str  # missing-file, unsupported-audio, unreadable-audio, bad-segment, unreadable-image
+    kind: str  # missing-file, unreadable-audio, bad-segment, unreadable-image
     reason: str
 
 
-def conversion_advice(path: Path | str) -> str:
-    suffix = Path(path).suffix.lower() or ".m4a"
-    return (f"soundfile (libsndfile) cannot read {suffix} audio; convert it to wav, e.g. "
-            f"`ffmpeg -i in{suffix} -ac 1 -ar 16000 out.wav`. VoxCeleb2 ships .m4a: convert the whole "
-            f"tree once, e.g. `find ROOT -name '*{suffix}' -exec sh -c 'ffmpeg -loglevel error -i \"$1\" "
-            f"-ac 1 -ar 16000 \"${{1%{suffix}}}.wav\"' _ {{}} \\;`, then rerun prepare "
-            f"(a .wav next to the {suffix} is preferred)")
+def _is_container(path: Path) -> bool:
+    return path.suffix.lower() in CONTAINER_AUDIO or _looks_like_mp4(path)
+
+
+def _container_header(path: Path) -> tuple[AudioHeader | None, MediaIssue | None]:
+    from xmd_cli.data.containers import ContainerError, audio_info
+
+    try:
+        return AudioHeader(*audio_info(path)), None
+    except ContainerError as e:
+        return None, MediaIssue("unreadable-audio", f"{path}: {e}; re-download or re-export the file")
 
 
 def _looks_like_mp4(path: Path) -> bool:
@@ -101,17 +107,25 @@ def audio_header(path: Path | str) -> tuple[AudioHeader | None, MediaIssue | Non
             info = AudioHeader(f.frames, f.samplerate, f.channels)
             bad_frame = _first_nonfinite_frame(f) if f.subtype in FLOAT_SUBTYPES else None
     except (sf.SoundFileError, RuntimeError, OSError):
-        if path.suffix.lower() in UNSUPPORTED_AUDIO or _looks_like_mp4(path):
-            return None, MediaIssue("unsupported-audio", f"{path}: {conversion_advice(path)}")
+        if _is_container(path):
+            info, issue = _container_header(path)
+            if issue:
+                return None, issue
+            return _nonempty(path, info)
         # libsndfile's own text is often misleading here ("File does not exist ..."
         # for a file that exists but is garbage), so it is not quoted.
         return None, MediaIssue("unreadable-audio", f"{path}: not readable as audio: the file is corrupt "
                                 "or not in a format libsndfile reads (wav, flac, ogg, mp3); re-export it as wav")
+    header, issue = _nonempty(path, info)
+    if issue is None and bad_frame is not None:
+        return None, MediaIssue("unreadable-audio", _nonfinite_reason(path, bad_frame, info.samplerate))
+    return header, issue
+
+
+def _nonempty(path: Path, info: AudioHeader) -> tuple[AudioHeader | None, MediaIssue | None]:
     if info.frames <= 0 or info.samplerate <= 0:
         return None, MediaIssue("unreadable-audio", f"{path}: holds no audio frames (a header only); "
                                 "re-export or remove it")
-    if bad_frame is not None:
-        return None, MediaIssue("unreadable-audio", _nonfinite_reason(path, bad_frame, info.samplerate))
     return info, None
 
 
@@ -166,7 +180,10 @@ def read_audio(path: Path | str, *, segment: tuple[float, float] | None = None,
     try:
         handle = sf.SoundFile(str(path))
     except (sf.SoundFileError, RuntimeError, OSError):
-        # Ask the checks for the reason in words (missing, empty, m4a, corrupt).
+        if _is_container(Path(path)) and Path(path).is_file():
+            samples, rate = _read_container(Path(path), segment)
+            return _resampled(samples, rate, target_rate)
+        # Ask the checks for the reason in words (missing, empty, corrupt).
         issue = audio_issue(path)
         raise XmdError(issue.reason if issue else f"{path}: cannot open audio") from None
     with handle:
@@ -191,6 +208,30 @@ def read_audio(path: Path | str, *, segment: tuple[float, float] | None = None,
     finite = np.isfinite(samples)
     if not finite.all():
         raise XmdError(_nonfinite_reason(path, start + int(np.argmin(finite)), rate))
+    return _resampled(samples, rate, target_rate)
+
+
+def _read_container(path: Path, segment: tuple[float, float] | None) -> tuple[np.ndarray, int]:
+    """An m4a/mp4's mono samples (or `segment` of them), decoded whole: VoxCeleb2 utterances are seconds long."""
+    from xmd_cli.data.containers import ContainerError, read_container_audio
+
+    try:
+        samples, rate = read_container_audio(path)
+    except ContainerError as e:
+        raise XmdError(f"{path}: {e}") from None
+    if samples.size == 0:
+        raise XmdError(f"{path}: holds no audio frames; re-download or remove it")
+    if segment is not None:
+        issue = segment_issue(path, segment, samples.size / rate)
+        if issue:
+            raise XmdError(issue.reason)
+        samples = samples[int(round(segment[0] * rate)):int(round(segment[1] * rate))]
+        if samples.size == 0:
+            raise XmdError(f"{path}: no audio samples in {segment}")
+    return samples, rate
+
+
+def _resampled(samples: np.ndarray, rate: int, target_rate: int | None) -> tuple[np.ndarray, int]:
     if target_rate and target_rate != rate:
         import torch  # lazily: importing torch takes seconds
         import torchaudio.functional as F

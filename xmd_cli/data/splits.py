@@ -4,8 +4,9 @@ Rules, in order:
 1. `config.split` set: every sample goes there.
 2. A sample whose label is named in a trial list is `test`: verification is on
    identities unseen in training, so test identities are whole classes.
-3. Otherwise `validation_fraction` of each class (at least one sample of a class
-   with 3 or more, chosen by a seeded shuffle) is `validation`; the rest `train`.
+3. Otherwise, per class and by one seeded shuffle, `test_fraction` of the class
+   is `test`, then `validation_fraction` of it `validation` (each at least one
+   sample of a class with 3 or more, when its fraction is set); the rest `train`.
 """
 
 from __future__ import annotations
@@ -16,8 +17,17 @@ from collections import defaultdict
 from xmd_cli.data.manifest import Sample, Trial
 
 
+def _share(size: int, fraction: float) -> int:
+    """Samples of a class of `size` that `fraction` holds out: at least one of 3 or more when set."""
+    if fraction <= 0:
+        return 0
+    n = round(size * fraction)
+    return 1 if n == 0 and size >= 3 else n
+
+
 def assign_splits(samples: list[Sample], *, validation_fraction: float, seed: int,
-                  forced: str | None = None, test_labels: set[str] = frozenset()) -> None:
+                  forced: str | None = None, test_labels: set[str] = frozenset(),
+                  test_fraction: float = 0.0) -> None:
     """Set `split` on each sample in place."""
     if forced:
         for s in samples:
@@ -33,11 +43,11 @@ def assign_splits(samples: list[Sample], *, validation_fraction: float, seed: in
     for label in sorted(by_label):
         group = sorted(by_label[label], key=lambda s: s.id)
         rng.shuffle(group)
-        n_val = round(len(group) * validation_fraction) if validation_fraction > 0 else 0
-        if validation_fraction > 0 and n_val == 0 and len(group) >= 3:
-            n_val = 1
+        n_test = _share(len(group), test_fraction)
+        # Leave at least one training sample: a class seen only in test cannot be classified.
+        n_val = min(_share(len(group), validation_fraction), max(0, len(group) - n_test - 1))
         for i, s in enumerate(group):
-            s.split = "validation" if i < n_val else "train"
+            s.split = "test" if i < n_test else "validation" if i < n_test + n_val else "train"
 
 
 def labels_in_trials(trials: dict[str, list[Trial]], label_of: dict[str, str]) -> set[str]:

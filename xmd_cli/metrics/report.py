@@ -20,6 +20,7 @@ import numpy as np
 from xmd_cli import __version__
 from xmd_cli.errors import XmdError
 from xmd_cli.io import write_json, write_text
+from xmd_cli.provenance import environment
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
@@ -90,7 +91,8 @@ def write_report(outdir: Path, *, task: str, backend: str, metrics: dict, finger
     outdir.mkdir(parents=True, exist_ok=True)
     report = {"xmd_version": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "title": title or outdir.name, "task": task, "backend": backend, "metrics": metrics,
-              "protocol": protocol or {}, "fingerprints": fingerprints, "seeds": seeds, "plots": plots or {}}
+              "protocol": protocol or {}, "fingerprints": fingerprints, "seeds": seeds, "plots": plots or {},
+              "environment": environment()}  # git revision, command line, torch/CUDA, host
     json_path, md_path = outdir / REPORT_JSON, outdir / REPORT_MD
     write_json(json_path, _jsonable(report), allow_nan=False)
     write_text(md_path, render_markdown(report))

@@ -33,8 +33,8 @@ TINY_IMAGE = {"student": {"image_size": 32, "image_channels": [8, 16, 16, 32], "
 STUDENT_ALONE = {"feature": {"loss": "none"}, "classifier": {"kind": "none"}, "qaw": {"enabled": False}}
 
 
-def _recipe(name: str, options: dict) -> Recipe:
-    return load_recipe(find_recipe(name), [], options)
+def _recipe(name: str, options: dict, overrides: list[str] | None = None) -> Recipe:
+    return load_recipe(find_recipe(name), overrides or [], options)
 
 
 def _fit(recipe: Recipe, workdir: Path, kind: str, device: str, out: Output) -> Path:
@@ -51,7 +51,8 @@ def _fit(recipe: Recipe, workdir: Path, kind: str, device: str, out: Output) -> 
 
 
 def run_demo(*, task: str, tiny: bool, workdir: Path, seed: int | None, device: str = "auto",
-             out: Output | None = None) -> dict:
+             out: Output | None = None, overrides: list[str] | None = None) -> dict:
+    """`overrides` (`--set key=value`) go on every recipe the demo loads, after its own settings."""
     if task not in TASKS:
         raise XmdError(f"--task {task!r}: expected one of {', '.join(TASKS)}")
     from xmd_cli.stages.evaluate import run_evaluate
@@ -68,20 +69,20 @@ def run_demo(*, task: str, tiny: bool, workdir: Path, seed: int | None, device: 
         common = deep_merge(common, TINY_SPEECH if task == "speaker" else TINY_IMAGE)
     out.note(f"[bold]xmd demo[/bold] {task} ({adapter}{', tiny' if tiny else ''}, seed {seed}) in {workdir}")
 
-    base = _recipe(recipe_name, common)
+    base = _recipe(recipe_name, common, overrides)
     with out.progress() as progress:
         prepared = run_prepare(base, workdir, progress=progress)
     teacher_weights = None
     if task == "speaker":
         face = _recipe("face-teacher", deep_merge(deep_merge(common, {"name": "face-teacher"}),
-                                              {"student": {"image_size": 64}} if tiny else {}))
+                                              {"student": {"image_size": 64}} if tiny else {}), overrides)
         teacher_weights = str(_fit(face, workdir, "train", device, out))
     method_options = {"teacher": {"weights": teacher_weights}} if teacher_weights else {}
-    full = _recipe(recipe_name, deep_merge(common, {"name": "full", **method_options}))
+    full = _recipe(recipe_name, deep_merge(common, {"name": "full", **method_options}), overrides)
     run_extract(full, workdir, device=device, out=out)
     for side in ("teacher", "student"):
         run_quality(full, workdir, modality=getattr(full.quality, side).modality, device=device, out=out)
-    alone = _recipe(recipe_name, deep_merge(common, {"name": "student-alone", "method": STUDENT_ALONE}))
+    alone = _recipe(recipe_name, deep_merge(common, {"name": "student-alone", "method": STUDENT_ALONE}), overrides)
     runs = {"student alone": _fit(alone, workdir, "train", device, out),
             "full method": _fit(full, workdir, "distill", device, out)}
 

@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 from xmd_cli.data.adapters import Problem, get_adapter
-from xmd_cli.data.checks import build_report, check_samples
+from xmd_cli.data.checks import build_report, check_samples, sample_rate_warning
 from xmd_cli.data.manifest import (
     DATASET,
     LABELS,
@@ -71,7 +71,9 @@ def run_prepare(recipe: Recipe, workdir: Path, *, strict: bool = False, progress
     workdir = ensure_writable(Path(workdir))  # before scanning: a read-only or full disk fails now
     adapter = recipe.data.adapter
     output = get_adapter(adapter)(recipe.data, workdir, progress=progress)
-    problems = list(output.problems) + check_samples(output.samples, output.root, progress=progress)
+    rates: Counter = Counter()
+    problems = list(output.problems) + check_samples(output.samples, output.root, progress=progress, rates=rates)
+    warnings = [w for w in (sample_rate_warning(rates),) if w]
 
     disqualified = {p.sample_id for p in problems if p.sample_id is not None}
     kept = [s for s in output.samples if s.id not in disqualified]
@@ -80,7 +82,8 @@ def run_prepare(recipe: Recipe, workdir: Path, *, strict: bool = False, progress
 
     report = build_report(problems, samples_in=len(output.samples), samples_out=len(kept),
                           dropped_trials=dropped_trials)
-    report.update(adapter=adapter, root=str(Path(output.root).resolve()), strict=strict)
+    report.update(adapter=adapter, root=str(Path(output.root).resolve()), strict=strict, warnings=warnings,
+                  sample_rates={str(rate): n for rate, n in sorted(rates.items())})
     report_path = workdir / REPORT
     write_json(report_path, report, ensure_ascii=False)
 
@@ -108,6 +111,7 @@ def run_prepare(recipe: Recipe, workdir: Path, *, strict: bool = False, progress
         "trials": {name: len(t) for name, t in trials.items()},
         "trials_dropped": dropped_trials,
         "problems": dict(sorted(Counter(p.kind for p in problems).items())),
+        "warnings": warnings,
         "manifest": str(workdir / MANIFEST),
         "report": str(report_path),
         "paths": {"labels": str(workdir / LABELS), "dataset": str(workdir / DATASET),

@@ -7,8 +7,11 @@
     text         `utt words ...`                     optional, Kaldi's transcript file
     trials       `enroll test target|nontarget`      optional, Kaldi/WeSpeaker trial list
 
-`data.root` is the directory; `data.trials` may add VoxCeleb-format lists naming
-utterance ids. A relative path in wav.scp means, as in Kaldi, relative to the
+or, without wav.scp, WeSpeaker's `raw.list`: one JSON object a line,
+`{"key": "utt", "wav": "path", "spk": "speaker"}` (its shard.list of tar files is not read).
+
+`data.root` is the directory; `data.trials` may add trial lists (VoxCeleb or
+Kaldi format, detected per file) naming utterance ids. A relative path in wav.scp means, as in Kaldi, relative to the
 directory the tools run from: it is tried there first, then in the data directory.
 Entries xmd cannot open (a pipe `cmd |`, an archive offset `x.ark:123`), lines that
 do not parse and utterances without a speaker are reported, never fatal by
@@ -17,6 +20,7 @@ themselves (`--strict` makes them so).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -180,13 +184,13 @@ def _required(root: Path, name: str, what: str) -> Path:
     path = root / name
     if not path.is_file():
         raise XmdError(f"{path}: not found; a Kaldi data directory needs {name} ({what})",
-                       hint="set data.root to the data directory that holds wav.scp and utt2spk")
+                       hint="set data.root to the data directory that holds wav.scp and utt2spk "
+                            "(or WeSpeaker's raw.list)")
     return path
 
 
-def read(config: DataConfig, workdir: Path, progress=None) -> AdapterOutput:
-    root = dataset_root(config, "a Kaldi data directory (wav.scp, utt2spk)")
-    problems: list[Problem] = []
+def _read_data_dir(root: Path, problems: list[Problem]) -> list[Sample]:
+    """Samples of a Kaldi data directory: wav.scp, utt2spk and the optional tables."""
     wav_scp = _required(root, "wav.scp", "`utt path` lines")
     utt2spk_path = _required(root, "utt2spk", "`utt speaker` lines")
     has_segments = (root / "segments").is_file()
@@ -224,6 +228,46 @@ def read(config: DataConfig, workdir: Path, progress=None) -> AdapterOutput:
                 problems.append(Problem("unknown-utterance", table.where[utt],
                                         f"{root / name}: {utt!r} ({table.where[utt]}) has no audio in wav.scp"
                                         + (" / segments" if has_segments else "") + "; the line is ignored"))
+    return samples
+
+
+def _raw_list_entry(line: str) -> tuple[str, str, str]:
+    """(key, wav, spk) of one raw.list line, or ValueError saying what is wrong."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"not valid JSON ({e.msg} at column {e.colno})") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"expected a JSON object, got {type(record).__name__}")
+    missing = [k for k in ("key", "wav", "spk") if not isinstance(record.get(k), str) or not record[k].strip()]
+    if missing:
+        raise ValueError(f"no {', '.join(missing)} (WeSpeaker raw.list lines are "
+                         '{"key": "utt", "wav": "path", "spk": "speaker"})')
+    return record["key"].strip(), record["wav"].strip(), record["spk"].strip()
+
+
+def _read_raw_list(path: Path, root: Path, problems: list[Problem]) -> list[Sample]:
+    """Samples of a WeSpeaker raw.list: one JSON object a line with key, wav and spk."""
+    table = _Table(path, problems)
+    for number, line in _lines(path):
+        try:
+            key, wav, speaker = _raw_list_entry(line)
+        except ValueError as e:
+            problems.append(Problem("bad-line", f"{path.name}:{number}", f"{path}:{number}: {e}; the line is skipped"))
+            continue
+        table.add(key, (_resolve(wav, root), speaker), number)
+    return [Sample(id=key, label=speaker, split="train", audio=relative_to_root(wav, root),
+                   info={"source": table.where[key]}) for key, (wav, speaker) in table.values.items()]
+
+
+def read(config: DataConfig, workdir: Path, progress=None) -> AdapterOutput:
+    root = dataset_root(config, "a Kaldi data directory (wav.scp, utt2spk) or a WeSpeaker one (raw.list)")
+    problems: list[Problem] = []
+    # WeSpeaker's raw format lists everything in raw.list; a directory with wav.scp is read the Kaldi way.
+    if not (root / "wav.scp").is_file() and (root / "raw.list").is_file():
+        samples = _read_raw_list(root / "raw.list", root, problems)
+    else:
+        samples = _read_data_dir(root, problems)
     if progress:
         progress("scan", len(samples), len(samples))
 

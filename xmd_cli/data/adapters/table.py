@@ -218,6 +218,7 @@ def read(config: DataConfig, workdir: Path, progress: Callable[[str, int, int], 
     if config.split or "split" not in fields:
         test_labels = labels_in_trials(trials, {s.id: s.label for s in samples})
         assign_splits(samples, validation_fraction=config.validation_fraction, seed=config.seed,
-                      forced=config.split, test_labels=test_labels)
+                      forced=config.split, test_labels=test_labels,
+                      test_fraction=config.test_fraction)
     root = Path(config.root) if config.root else path.parent
     return AdapterOutput(samples=samples, root=root, trials=trials, problems=problems)

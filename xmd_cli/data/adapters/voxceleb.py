@@ -3,26 +3,31 @@
     ROOT/wav/id10270/5r0dWxy17C8/00001.wav        audio (`data.audio_dir`, default wav)
     ROOT/faces/id10270/5r0dWxy17C8/00001/*.jpg    frames of one utterance, or
     ROOT/faces/id10270/5r0dWxy17C8/*.jpg          frames of the whole video, shared by its utterances
-                                                  (`data.images_dir`, optional)
+                                                  (`data.images_dir`, optional), or
+    ROOT/mp4/id00012/21Uxsk56VDQ/00001.mp4        each utterance's video (VoxCeleb2 as distributed,
+                                                  `data.video_dir`): `data.video_frames` frames are taken
     veri_test2.txt                                `1 id10270/5r0dWxy17C8/00001.wav id10300/...` (`data.trials`)
 
 Sample id `<speaker>/<video>/<utt>`, label the speaker. Every audio file is listed,
-whatever its format: an .m4a (VoxCeleb2) is reported by the checks with the
-command that converts it, never skipped silently. When an utterance exists in
-several formats (a .wav converted next to its .m4a), the one soundfile reads wins.
+whatever its format: VoxCeleb2's .m4a is decoded with PyAV. When an utterance
+exists in several formats (a .wav converted next to its .m4a), the one soundfile
+reads wins, as the faster to read.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 from xmd_cli.data.adapters import AdapterOutput, Problem
 from xmd_cli.data.checks import unknown_trial_problems
+from xmd_cli.data.containers import ContainerError, video_frames
 from xmd_cli.data.manifest import Sample, Trial, read_trials
-from xmd_cli.data.media import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, UNSUPPORTED_AUDIO
+from xmd_cli.data.media import AUDIO_EXTENSIONS, CONTAINER_AUDIO, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from xmd_cli.data.splits import assign_splits, labels_in_trials
 from xmd_cli.errors import XmdError
+from xmd_cli.io import write_json
 from xmd_cli.recipe import DataConfig
 
 SCAN_PROGRESS_EVERY = 1000
@@ -69,6 +74,10 @@ def read_trial_lists(paths: list[str], root: Path, *, strip_extension: bool) -> 
 def finish(samples: list[Sample], root: Path, trials: dict[str, list[Trial]], problems: list[Problem],
            config: DataConfig) -> AdapterOutput:
     """What the file-based adapters share at the end: trial checks and split assignment."""
+    if config.test_fraction:
+        # Verification tests identities unseen in training; a per-class share would leak them.
+        raise XmdError(f"data.test_fraction={config.test_fraction}: {config.adapter} data takes its test split "
+                       "from the identities its trial lists name", hint="unset data.test_fraction and pass --trials")
     label_of = {s.id: s.label for s in samples}
     problems.extend(unknown_trial_problems(trials, set(label_of)))
     assign_splits(samples, validation_fraction=config.validation_fraction, seed=config.seed,
@@ -77,8 +86,8 @@ def finish(samples: list[Sample], root: Path, trials: dict[str, list[Trial]], pr
 
 
 def _format_rank(name: str) -> int:
-    # A format soundfile reads beats one it cannot (VoxCeleb2 .m4a with its converted .wav).
-    return 1 if os.path.splitext(name)[1].lower() in UNSUPPORTED_AUDIO else 0
+    # A format soundfile reads beats one decoded through PyAV (VoxCeleb2 .m4a with a converted .wav): faster to read.
+    return 1 if os.path.splitext(name)[1].lower() in CONTAINER_AUDIO else 0
 
 
 def _is_utf8(parts) -> bool:
@@ -165,6 +174,78 @@ class FaceFrames:
         return video_frames
 
 
+class VideoFrames:
+    """Face frames taken from each utterance's own video (VoxCeleb2's dev/mp4/<speaker>/<video>/<utt>.mp4).
+
+    `n` evenly spaced frames are decoded with PyAV into WORKDIR/frames/<speaker>/<video>/<utt>/ once;
+    a rerun with the same video and `n` reuses them (a marker file records both).
+    """
+
+    def __init__(self, video_root: Path, out_root: Path, n: int, root: Path):
+        self.video_root, self.out_root, self.n, self.root = video_root, out_root, n, root
+
+    def _video(self, speaker: str, video: str, utterance: str) -> Path | None:
+        folder = self.video_root / speaker / video
+        for extension in sorted(VIDEO_EXTENSIONS):
+            if (folder / f"{utterance}{extension}").is_file():
+                return folder / f"{utterance}{extension}"
+        return None
+
+    def of(self, sample_id: str) -> tuple[list[str], Problem | None]:
+        """(frame paths for the manifest, the problem when there are none)."""
+        source = self._video(*sample_id.split("/"))
+        if source is None:
+            return [], Problem("no-images", sample_id, f"no video for {sample_id} at "
+                               f"{self.video_root / sample_id}.mp4; the sample is kept without images")
+        out = self.out_root / sample_id
+        marker, stamp = out / ".frames.json", {"source": str(source), "mtime_ns": source.stat().st_mtime_ns,
+                                                "frames": self.n}
+        if not (marker.is_file() and json.loads(marker.read_text()) == stamp):
+            try:
+                images = video_frames(source, self.n)
+            except ContainerError as e:
+                return [], Problem("unreadable-video", sample_id, f"{source}: {e}; the sample is kept "
+                                   "without images")
+            out.mkdir(parents=True, exist_ok=True)
+            for old in out.glob("*.jpg"):
+                old.unlink()
+            for index, image in enumerate(images):
+                image.save(out / f"{index:04d}.jpg", quality=95)
+            write_json(marker, stamp)
+        return [relative_to_root(p, self.root) for p in sorted(out.glob("*.jpg"))], None
+
+
+def _frame_source(config: DataConfig, root: Path, workdir: Path) -> FaceFrames | VideoFrames | None:
+    """Where face frames come from: a frame tree (images_dir), the videos (video_dir), or nowhere."""
+    if config.images_dir and config.video_dir:
+        raise XmdError("data.images_dir and data.video_dir are both set",
+                       hint="set images_dir for extracted frames, or video_dir to take frames from the mp4s")
+    key, folder = ("images_dir", config.images_dir) if config.images_dir else ("video_dir", config.video_dir)
+    if not folder:
+        return None
+    if not (root / folder).is_dir():
+        raise XmdError(f"data.{key}: {root / folder} is not a directory",
+                       hint=f"set data.{key} to a folder below data.root laid out like the audio, or leave it unset")
+    if key == "images_dir":
+        return FaceFrames(root / folder, root)
+    return VideoFrames(root / folder, Path(workdir) / "frames", config.video_frames, root)
+
+
+def _images_of(frames, sample_id: str, problems: list[Problem]) -> list[str]:
+    if isinstance(frames, VideoFrames):
+        images, problem = frames.of(sample_id)
+        if problem:
+            problems.append(problem)
+        return images
+    speaker, video, utterance = sample_id.split("/")
+    images = frames.of(speaker, video, utterance)
+    if not images:
+        problems.append(Problem("no-images", sample_id,
+                                f"no face frames for {sample_id} in {frames.images_root / speaker / video}/ "
+                                f"or its {utterance}/ folder; the sample is kept without images"))
+    return images
+
+
 def read(config: DataConfig, workdir: Path, progress=None) -> AdapterOutput:
     root = dataset_root(config, "the VoxCeleb root, the folder that holds wav/")
     audio_root = root / config.audio_dir
@@ -172,25 +253,16 @@ def read(config: DataConfig, workdir: Path, progress=None) -> AdapterOutput:
         raise XmdError(f"data.audio_dir: {audio_root} is not a directory",
                        hint="set data.audio_dir to the audio tree below data.root "
                             "(<speaker>/<video>/<utt>.wav), e.g. wav or dev/aac")
-    frames = None
-    if config.images_dir:
-        images_root = root / config.images_dir
-        if not images_root.is_dir():
-            raise XmdError(f"data.images_dir: {images_root} is not a directory",
-                           hint="set data.images_dir to the face-frame tree below data.root, or leave it unset")
-        frames = FaceFrames(images_root, root)
+    frames = _frame_source(config, root, workdir)
 
     found, speakers, problems = scan_audio(audio_root, progress)
     samples = []
-    for sample_id in sorted(found):
-        speaker, video, utterance = sample_id.split("/")
-        images = frames.of(speaker, video, utterance) if frames else []
-        if frames and not images:
-            problems.append(Problem("no-images", sample_id,
-                                    f"no face frames for {sample_id} in {frames.images_root / speaker / video}/ "
-                                    f"or its {utterance}/ folder; the sample is kept without images"))
-        samples.append(Sample(id=sample_id, label=speaker, split="train",
+    for done, sample_id in enumerate(sorted(found), 1):
+        images = _images_of(frames, sample_id, problems) if frames else []
+        samples.append(Sample(id=sample_id, label=sample_id.split("/")[0], split="train",
                               audio=relative_to_root(found[sample_id], root), images=images))
+        if progress and isinstance(frames, VideoFrames) and (done % 100 == 0 or done == len(found)):
+            progress("frames", done, len(found))
     labelled = {s.label for s in samples}
     for speaker in speakers:
         if speaker not in labelled:

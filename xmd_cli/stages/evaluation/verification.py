@@ -44,14 +44,16 @@ def trials_file(spec: str | None, source: str, workdir: Path, dataset: dict, *, 
             return Path(workdir) / named[spec]
         raise XmdError(f"{source} {spec}: neither a file nor a trial list of {workdir}"
                        + (f" (it has: {', '.join(sorted(named))})" if named else " (it has none)"),
-                       hint="pass a VoxCeleb-format file `1 enroll test`, or the name of a list `xmd prepare` wrote")
+                       hint="pass a trial list file (`1 enroll test` or `enroll test target|nontarget`), "
+                            "or the name of a list `xmd prepare` wrote")
     if len(named) == 1:
         return Path(workdir) / next(iter(named.values()))
     if not required:
         return None
     if not named:
         raise XmdError(f"{workdir}: the prepared data set has no trial list",
-                       hint="pass --trials FILE (VoxCeleb format `1 enroll test`) or set evaluation.trials")
+                       hint="pass --trials FILE (`1 enroll test` or `enroll test target|nontarget`) "
+                            "or set evaluation.trials")
     raise XmdError(f"{workdir} has {len(named)} trial lists ({', '.join(sorted(named))})",
                    hint="choose one with --trials NAME or evaluation.trials")
 
