@@ -6,7 +6,7 @@ imports (torch, speechbrain) happen inside the stages, so `xmd --help` is quick.
 The modules below register their commands on the one app when imported.
 """
 
-from xmd_cli.cli import ablate, data, diagnose, evaluation, recipes, stores, training  # noqa: F401  (registration, in --help order)
+from xmd_cli.cli import ablate, data, deploy, diagnose, evaluation, recipes, stores, training  # noqa: F401  (registration, in --help order)
 from xmd_cli.cli.app import app
 
 __all__ = ["app", "main"]
