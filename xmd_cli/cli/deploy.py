@@ -40,6 +40,8 @@ def embed(source: Annotated[Path, typer.Argument(help="What to embed: a prepared
                                                                   "(repeatable; default: all).")] = None,
           force: Annotated[bool, typer.Option("--force", help="Replace an existing --out (and its unfinished "
                                                               "parts) written by another run.")] = False,
+          part_size: Annotated[int, typer.Option(min=1, help="Inputs a part: finished parts survive an "
+                                                             "interruption, and a rerun embeds only the rest.")] = 256,
           workers: Annotated[int, typer.Option(min=0, help="Loader processes reading the inputs.")] = 0,
           device: DeviceOpt = Device.auto, json_: JsonOpt = False, verbose: VerboseOpt = 0, quiet: QuietOpt = False):
     """Embed many inputs with a student into one file; an interrupted run resumes where it stopped."""
@@ -47,7 +49,8 @@ def embed(source: Annotated[Path, typer.Argument(help="What to embed: a prepared
 
     out = output(json_, verbose, quiet)
     out.result(run_embed(checkpoint, source, out_path, fmt=fmt.value if fmt else None, splits=split,
-                         device=device.value, force=force, num_workers=workers, out=out))
+                         device=device.value, force=force, part_rows=part_size, num_workers=workers,
+                         out=out))
 
 
 @app.command("export")
