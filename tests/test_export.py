@@ -12,8 +12,8 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from deploy_fixtures import TINY_CNN, TINY_ECAPA, TINY_RESNET, flat, random_checkpoint, xmd
+
 from xmd_cli.inference import load_checkpoint
 
 ort = pytest.importorskip("onnxruntime")

@@ -52,8 +52,8 @@ def evaluate(more_reports: Annotated[Optional[list[Path]], typer.Argument(
              compare: Annotated[Optional[list[Path]], typer.Option(help="Set these report.json files side by "
                                                                         "side instead of evaluating "
                                                                         "(repeatable).")] = None,
-             out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Report directory (default: "
-                                                                                 "WORKDIR/reports/<run>-<task>).")] = None,
+             out_dir: Annotated[Optional[Path], typer.Option(
+                 "--out", "-o", help="Report directory (default: WORKDIR/reports/<run>-<task>).")] = None,
              save_scores: Annotated[Optional[Path], typer.Option(help="Also write the trial scores as "
                                                                       "`enroll test score target|nontarget` "
                                                                       "lines (Kaldi/WeSpeaker), for "
@@ -61,10 +61,10 @@ def evaluate(more_reports: Annotated[Optional[list[Path]], typer.Argument(
              save_embeddings: Annotated[Optional[Path], typer.Option(help="Also write the trial utterances' "
                                                                           "embeddings: .npz (ids, embeddings), "
                                                                           ".safetensors or .ark.")] = None,
-             allow_stale: Annotated[bool, typer.Option("--allow-stale", help="Accept a teacher store rewritten since "
-                                                                             "the checkpoint was distilled, or a "
-                                                                             "checkpoint of another manifest whose "
-                                                                             "classes overlap the evaluated ones.")] = False,
+             allow_stale: Annotated[bool, typer.Option(
+                 "--allow-stale", help="Accept a teacher store rewritten since the checkpoint was distilled, or a "
+                                       "checkpoint of another manifest whose classes overlap the evaluated "
+                                       "ones.")] = False,
              recipe: RecipeOpt = None, workdir: WorkdirOpt = DEFAULT_WORKDIR, set_: SetOpt = None,
              device: DeviceOpt = Device.auto, seed: SeedOpt = None, json_: JsonOpt = False,
              verbose: VerboseOpt = 0, quiet: QuietOpt = False):
