@@ -215,3 +215,40 @@ def test_nearest_centroid_identification_leaves_the_probe_out():
     clusters = np.repeat(np.eye(6), 3, axis=0) + 0.01
     result = nearest_centroid_identification(clusters, [str(i) for i in np.repeat(np.arange(6), 3)])
     assert result["top1_identification"] == 1.0 and result["top5_identification"] == 1.0
+
+
+def test_saved_scores_and_embeddings_rescore_to_the_same_eer(persons, sv_report, tmp_path):
+    scores, embeddings = tmp_path / "sv.scores", tmp_path / "sv.npz"
+    saved = json.loads(xmd("evaluate", "-w", persons, "--device", "cpu", "--set", "name=sv", "--out", tmp_path / "r",
+                           "--save-scores", scores, "--save-embeddings", embeddings, "--json").stdout)
+    assert saved["metrics"]["eer"] == sv_report["metrics"]["eer"]  # saving changes nothing measured
+    assert saved["protocol"]["saved"] == {"scores": str(scores), "embeddings": str(embeddings)}
+    trials = [line.split() for line in (persons / "trials" / "synthetic-persons.txt").read_text().splitlines()]
+    lines = [line.split() for line in scores.read_text().splitlines()]
+    assert [(e, t, "target" if k == "1" else "nontarget") for k, e, t in trials] == [(e, t, k) for e, t, _, k in lines]
+    # Read back by the score-file path: in the work directory (its trial list and speakers, so the identity
+    # bootstrap runs too) the same metrics and intervals; elsewhere (labels from the file) the same values.
+    rescored = json.loads(xmd("evaluate", "-w", persons, "--scores", scores, "--out", tmp_path / "s1",
+                              "--json").stdout)
+    alone = json.loads(xmd("evaluate", "-w", tmp_path / "nowhere", "--scores", scores, "--out", tmp_path / "s2",
+                           "--json").stdout)
+    assert rescored["protocol"]["layout"] == alone["protocol"]["layout"] == "enroll test score label"
+    for metric in ("eer", "min_dcf@0.01", "min_dcf@0.05"):
+        assert rescored["metrics"][metric] == saved["metrics"][metric], metric
+        assert alone["metrics"][metric] == saved["metrics"][metric]["value"], metric
+    with np.load(embeddings) as data:
+        ids, rows = list(data["ids"]), data["embeddings"]
+    assert sorted(ids) == sorted({name for _, e, t in trials for name in (e, t)}) and rows.shape == (len(ids), 32)
+    # The same vectors `xmd embed` writes for those utterances.
+    xmd("embed", persons, "-c", persons / "runs" / "sv" / "checkpoints" / "best", "-o", tmp_path / "all.npz", "-q")
+    with np.load(tmp_path / "all.npz") as data:
+        by_id = dict(zip(data["ids"], data["embeddings"]))
+    np.testing.assert_allclose(rows, np.stack([by_id[i] for i in ids]), rtol=1e-5, atol=1e-6)
+
+
+def test_save_flags_are_refused_where_nothing_is_saved(persons, tmp_path):
+    result = xmd("evaluate", "-w", persons, "--scores", tmp_path / "x.txt", "--save-scores", tmp_path / "s", code=1)
+    assert "--save-scores saves a checkpoint's speaker-verification scores" in flat(result.output)
+    result = xmd("evaluate", "-w", persons, "--set", "name=sv", "--save-embeddings", tmp_path / "no" / "e.npz",
+                 code=1)
+    assert f"--save-embeddings {tmp_path / 'no' / 'e.npz'}: folder" in flat(result.output)

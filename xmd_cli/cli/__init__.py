@@ -7,7 +7,7 @@ The modules below register their commands on the one app when imported.
 """
 
 # Imported for their registration of commands, in --help order.
-from xmd_cli.cli import ablate, data, diagnose, evaluation, recipes, stores, training  # noqa: F401
+from xmd_cli.cli import ablate, data, deploy, diagnose, evaluation, recipes, stores, training  # noqa: F401
 from xmd_cli.cli.app import app
 from xmd_cli.cli.examples import attach
 

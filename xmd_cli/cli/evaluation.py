@@ -43,7 +43,8 @@ def evaluate(more_reports: Annotated[Optional[list[Path]], typer.Argument(
                                                                      "<recipe name>/checkpoints/<evaluation."
                                                                      "checkpoint>).")] = None,
              scores: Annotated[Optional[Path], typer.Option(help="Score a score file made elsewhere "
-                                                                 "(`enroll test score` or `label score` lines) "
+                                                                 "(`enroll test score [target|nontarget]` or "
+                                                                 "`label score` lines) "
                                                                  "instead of a checkpoint.")] = None,
              trials: Annotated[Optional[str], typer.Option(help="Trial list: a name from `xmd prepare` or a "
                                                                 "file, `1 enroll test` or `enroll test "
@@ -54,11 +55,17 @@ def evaluate(more_reports: Annotated[Optional[list[Path]], typer.Argument(
                                                                         "(repeatable).")] = None,
              out_dir: Annotated[Optional[Path], typer.Option(
                  "--out", "-o", help="Report directory (default: WORKDIR/reports/<run>-<task>).")] = None,
-             allow_stale: Annotated[bool, typer.Option("--allow-stale", help="Accept a teacher store rewritten since "
-                                                                             "the checkpoint was distilled, or a "
-                                                                             "checkpoint of another manifest whose "
-                                                                             "classes overlap the evaluated "
-                                                                             "ones.")] = False,
+             save_scores: Annotated[Optional[Path], typer.Option(help="Also write the trial scores as "
+                                                                      "`enroll test score target|nontarget` "
+                                                                      "lines (Kaldi/WeSpeaker), for "
+                                                                      "--scores.")] = None,
+             save_embeddings: Annotated[Optional[Path], typer.Option(help="Also write the trial utterances' "
+                                                                          "embeddings: .npz (ids, embeddings), "
+                                                                          ".safetensors or .ark.")] = None,
+             allow_stale: Annotated[bool, typer.Option(
+                 "--allow-stale", help="Accept a teacher store rewritten since the checkpoint was distilled, or a "
+                                       "checkpoint of another manifest whose classes overlap the evaluated "
+                                       "ones.")] = False,
              recipe: RecipeOpt = None, workdir: WorkdirOpt = DEFAULT_WORKDIR, set_: SetOpt = None,
              device: DeviceOpt = Device.auto, seed: SeedOpt = None, json_: JsonOpt = False,
              verbose: VerboseOpt = 0, quiet: QuietOpt = False):
@@ -76,4 +83,5 @@ def evaluate(more_reports: Annotated[Optional[list[Path]], typer.Argument(
 
     out.result(run_evaluate(load(recipe, set_, recipe_options(seed)), workdir, task=task.value if task else None,
                             checkpoint=checkpoint, scores=scores, trials=trials, out_dir=out_dir,
-                            device=device.value, allow_stale=allow_stale, out=out))
+                            device=device.value, allow_stale=allow_stale, out=out, save_scores=save_scores,
+                            save_embeddings=save_embeddings))

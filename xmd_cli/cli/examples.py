@@ -20,6 +20,8 @@ EXAMPLES = {
     "evaluate": "xmd evaluate --task speaker-verification --recipe demo-persons -w w --trials trials.kaldi",
     "ablate": "xmd ablate --recipe demo-persons -w w --grid quick --seeds 2",
     "diagnose": "xmd diagnose --recipe demo-persons -w w",
+    "embed": "xmd embed data/wav.scp -c w/runs/full/checkpoints/best -o emb.ark",
+    "export": "xmd export -c w/runs/full/checkpoints/best -o deploy --format onnx",
     "shards info": "xmd shards info w/teacher/<fingerprint>",
     "shards verify": "xmd shards verify w/teacher/<fingerprint> --json",
     "shards repair": "xmd shards repair w/teacher/<fingerprint>",

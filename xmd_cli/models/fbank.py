@@ -10,6 +10,12 @@ utterance on a GPU. On 2 busy CPU cores, 32 x 2 s took 0.47 s batched against
 Hz-domain triangles, centred window and no DC removal or pre-emphasis differ from
 Kaldi, whose features WeSpeaker and Kaldi recipes and checkpoints use). The
 batched form equals `kaldi.fbank` to float rounding (tests/test_features.py).
+
+It is written to export (`xmd export`): frames by an index gather, and the
+per-frame DC removal, pre-emphasis, window and real DFT as one precomputed
+matrix (`spectrum_basis`), so the traced graph holds only Gather, MatMul and
+elementwise ops with a dynamic time axis: TorchScript and ONNX Runtime run the
+whole waveform -> embedding student.
 """
 
 from __future__ import annotations
@@ -25,11 +31,6 @@ from xmd_cli.errors import XmdError
 # not change mean-normalised features except through the log floor below.
 INT16_SCALE = 32768.0
 PREEMPHASIS = 0.97
-
-
-def _povey_window(length: int) -> torch.Tensor:
-    # Kaldi's default window: a Hann window raised to 0.85 (no zero at the ends).
-    return torch.hann_window(length, periodic=False, dtype=torch.float64).pow(0.85).float()
 
 
 class SpeechFeatures(nn.Module):
@@ -55,7 +56,7 @@ class SpeechFeatures(nn.Module):
         banks, _ = get_mel_banks(n_mels, self.n_fft, float(sample_rate), low_hz, high_hz, 100.0, -500.0, 1.0)
         # Kaldi's banks omit the Nyquist bin; pad it with zero weight.
         self.register_buffer("mel_banks", F.pad(banks.float(), (0, 1)).T.contiguous(), persistent=False)
-        self.register_buffer("window", _povey_window(self.window_size), persistent=False)
+        self.register_buffer("spectrum", spectrum_basis(self.window_size, self.n_fft), persistent=False)
 
     def num_frames(self, num_samples: torch.Tensor | int) -> torch.Tensor | int:
         """Frames Kaldi makes of `num_samples` samples (snip_edges: only whole windows)."""
@@ -89,12 +90,44 @@ class SpeechFeatures(nn.Module):
             feats = feats * mask
         return feats
 
+    def _frames(self, wave: torch.Tensor) -> torch.Tensor:
+        """(B, T, window) analysis windows of (B, samples), as Kaldi's snip_edges framing.
+
+        An index gather rather than `Tensor.unfold`: ONNX has no Unfold with a size
+        known only at run time, while a gather with indices computed from the input's
+        shape exports (and traces) with a dynamic time axis. Same samples, same values.
+        """
+        count = (wave.shape[1] - self.window_size) // self.window_shift + 1
+        starts = torch.arange(count, device=wave.device) * self.window_shift
+        offsets = torch.arange(self.window_size, device=wave.device)
+        return wave[:, starts[:, None] + offsets[None, :]]
+
     def _log_fbank(self, wave: torch.Tensor) -> torch.Tensor:
-        frames = wave.unfold(1, self.window_size, self.window_shift)  # (B, T, window)
-        frames = frames - frames.mean(dim=-1, keepdim=True)  # remove DC offset per frame
-        # Pre-emphasis x[j] - 0.97 x[j-1], with x[-1] = x[0] as Kaldi does.
-        previous = torch.cat([frames[..., :1], frames[..., :-1]], dim=-1)
-        frames = (frames - PREEMPHASIS * previous) * self.window
-        power = torch.fft.rfft(frames, n=self.n_fft).abs().pow(2.0)
+        spectrum = self._frames(wave) @ self.spectrum  # (B, T, 2 * bins): real parts, then imaginary
+        bins = self.spectrum.shape[1] // 2
+        power = spectrum[..., :bins].square() + spectrum[..., bins:].square()
         mel = power @ self.mel_banks
         return torch.clamp(mel, min=torch.finfo(mel.dtype).eps).log()
+
+
+def spectrum_basis(window_size: int, n_fft: int) -> torch.Tensor:
+    """(window, 2 * (n_fft // 2 + 1)): a raw frame -> Kaldi's spectrum, as one matrix.
+
+    Everything Kaldi does to a frame before its FFT is linear: remove the frame's mean
+    (DC), pre-emphasise x[j] - 0.97 x[j-1] with x[-1] = x[0], multiply by the Povey
+    window, zero-pad to n_fft. So is the real DFT. Their product, computed once in
+    float64, is one matmul at run time: it exports to ONNX (which has no rfft in the
+    TorchScript exporter) and TorchScript, runs as a GEMM in every runtime, and keeps
+    the features equal to `kaldi.fbank` within float rounding (tests/test_features.py).
+    """
+    eye = torch.eye(window_size, dtype=torch.float64)
+    remove_dc = eye - 1.0 / window_size
+    previous = torch.diag(torch.ones(window_size - 1, dtype=torch.float64), -1)
+    previous[0, 0] = 1.0  # x[-1] = x[0]
+    preemphasis = eye - PREEMPHASIS * previous
+    window = torch.hann_window(window_size, periodic=False, dtype=torch.float64).pow(0.85)  # Povey
+    frame_to_windowed = window[:, None] * (preemphasis @ remove_dc)  # (window, window), acts on a column
+    k = torch.arange(n_fft // 2 + 1, dtype=torch.float64)
+    angle = 2 * torch.pi * torch.arange(window_size, dtype=torch.float64)[:, None] * k[None, :] / n_fft
+    dft = torch.cat([torch.cos(angle), -torch.sin(angle)], dim=1)  # samples past the window are zero padding
+    return (frame_to_windowed.T @ dft).float()

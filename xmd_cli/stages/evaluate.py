@@ -31,8 +31,24 @@ def _report_dir(workdir: Path, name: str, task: str, out_dir: Path | None) -> Pa
     return Path(out_dir) if out_dir is not None else Path(workdir) / "reports" / f"{name}-{task}"
 
 
+def _check_saves(task: str, scores: Path | None, save: dict) -> None:
+    """Refuse --save-scores/--save-embeddings that cannot be written, before any embedding is computed."""
+    from xmd_cli.shards.embedfile import embedding_format
+
+    flags = {"scores": "--save-scores", "embeddings": "--save-embeddings"}
+    for what, path in save.items():
+        if task != "speaker-verification" or scores is not None:
+            raise XmdError(f"{flags[what]} saves a checkpoint's speaker-verification "
+                           f"{'scores' if what == 'scores' else 'trial embeddings'}",
+                           hint="use it with --task speaker-verification and a checkpoint, not --scores")
+        if not Path(path).parent.is_dir():
+            raise XmdError(f"{flags[what]} {path}: folder {Path(path).parent} does not exist", hint="create it first")
+        if what == "embeddings":
+            embedding_format(Path(path))
+
+
 def _with_model(recipe: Recipe, workdir: Path, task: str, checkpoint: Path | None, trials: str | None,
-                device: str, allow_stale: bool, out: Output, out_dir: Path | None):
+                device: str, allow_stale: bool, out: Output, out_dir: Path | None, save: dict):
     from xmd_cli.data.manifest import read_manifest
     from xmd_cli.inference import load_checkpoint
     from xmd_cli.io import file_sha256
@@ -46,8 +62,9 @@ def _with_model(recipe: Recipe, workdir: Path, task: str, checkpoint: Path | Non
     target = _report_dir(workdir, name, task, out_dir)
     ensure_writable(target)  # before embedding and scoring, not after
     out.note(f"[bold]xmd evaluate[/bold] {task}: {model.describe} on {manifest.workdir}, {model.device}")
+    extra = {f"save_{what}": path for what, path in save.items()}  # only speaker verification saves
     parts = EVALUATIONS.get(task)(recipe, manifest=manifest, model=model, out_dir=target, allow_stale=allow_stale,
-                                  out=out, trials=trials)
+                                  out=out, trials=trials, **extra)
     parts["fingerprints"] = {"checkpoint": str(directory),
                              "checkpoint_weights_sha256": file_sha256(directory / "weights.safetensors"),
                              "checkpoint_manifest_sha256": model.meta.get("manifest_sha256"),
@@ -61,8 +78,12 @@ def _with_model(recipe: Recipe, workdir: Path, task: str, checkpoint: Path | Non
 
 def run_evaluate(recipe: Recipe, workdir: Path, *, task: str | None = None, checkpoint: Path | None = None,
                  scores: Path | None = None, trials: str | None = None, out_dir: Path | None = None,
-                 device: str = "auto", allow_stale: bool = False, out: Output | None = None) -> dict:
-    """Evaluate, write the report, print its table; returns the report with its file paths."""
+                 device: str = "auto", allow_stale: bool = False, out: Output | None = None,
+                 save_scores: Path | None = None, save_embeddings: Path | None = None) -> dict:
+    """Evaluate, write the report, print its table; returns the report with its file paths.
+
+    `save_scores` / `save_embeddings` (speaker verification of a checkpoint) also write the
+    trial scores and the trial utterances' embeddings, for rescoring without re-embedding."""
     out = out or Output()
     task = task or recipe.evaluation.task
     if task not in TASKS:
@@ -70,6 +91,8 @@ def run_evaluate(recipe: Recipe, workdir: Path, *, task: str | None = None, chec
     if trials is not None and task != "speaker-verification":
         raise XmdError(f"--trials applies to speaker verification; --task {task} evaluates the test split",
                        hint="drop --trials, or use --task speaker-verification")
+    save = {k: Path(v) for k, v in (("scores", save_scores), ("embeddings", save_embeddings)) if v is not None}
+    _check_saves(task, scores, save)
     if scores is not None:
         if task != "speaker-verification":
             raise XmdError(f"--scores measures verification scores; it cannot do --task {task}",
@@ -84,7 +107,7 @@ def run_evaluate(recipe: Recipe, workdir: Path, *, task: str | None = None, chec
         parts = evaluate_score_file(recipe, workdir, Path(scores), trials=trials, out_dir=target)
     else:
         name, target, parts = _with_model(recipe, workdir, task, checkpoint, trials, device, allow_stale, out,
-                                          out_dir)
+                                          out_dir, save)
     seeds = {"seed": recipe.seed}
     json_path, md_path = write_report(target, task=task, title=name, seeds=seeds, **parts)
     report = read_report(json_path)

@@ -120,8 +120,12 @@ def _cohort(recipe: Recipe, manifest: Manifest, model: CheckpointModel, out) -> 
 
 
 def evaluate_verification(recipe: Recipe, manifest: Manifest, model: CheckpointModel, *, trials: str | None,
-                          out_dir: Path, allow_stale: bool, out) -> dict:
-    """Report parts (backend, metrics, protocol, fingerprints, plots) of a checkpoint on a trial list."""
+                          out_dir: Path, allow_stale: bool, out, save_scores: Path | None = None,
+                          save_embeddings: Path | None = None) -> dict:
+    """Report parts (backend, metrics, protocol, fingerprints, plots) of a checkpoint on a trial list.
+
+    `save_scores` / `save_embeddings` also write the trial scores and the trial utterances'
+    embeddings (see `save_trial_outputs`)."""
     from xmd_cli.metrics.plots import det_curve_png
 
     source = "--trials" if trials else "evaluation.trials"
@@ -146,6 +150,7 @@ def evaluate_verification(recipe: Recipe, manifest: Manifest, model: CheckpointM
     summary = verification_summary(scored.scores, scored.labels, p_targets=evaluation.p_targets,
                                    source=str(path))
     metrics, counts = split_summary(summary)
+    saved = save_trial_outputs(trial_list, scored.scores, names, rows, save_scores, save_embeddings)
     # A trial's identities are the manifest labels of its two samples: the identity bootstrap's units.
     enroll_ids = [by_id[t.enroll].label for t in trial_list]
     test_ids = [by_id[t.test].label for t in trial_list]
@@ -168,8 +173,34 @@ def evaluate_verification(recipe: Recipe, manifest: Manifest, model: CheckpointM
         protocol["identification"] = ("leave-one-out nearest centroid (cosine) among the identities of the "
                                       f"trial utterances: {protocol_ident['identification_probes']} probes, "
                                       f"{protocol_ident['identification_identities']} identities")
+    if saved:
+        protocol["saved"] = saved
     return {"backend": scored.backend, "metrics": metrics, "protocol": protocol,
             "fingerprints": {"trials_sha256": file_sha256(path)}, "plots": {"det": det.name}}
+
+
+def save_trial_outputs(trial_list, scores: np.ndarray, names: list[str], rows: np.ndarray,
+                       scores_path: Path | None, embeddings_path: Path | None) -> dict:
+    """Write what rescoring needs without re-embedding; returns {what: file} for the report.
+
+    Scores: `enroll test score target|nontarget` a line in trial order (Kaldi/WeSpeaker), the
+    scores this report measured (after the back-end's normalisation), each written with
+    repr so it reads back to the same float and `evaluate --scores` gives the same EER.
+    Embeddings: the trial utterances' raw embeddings, ids with them
+    (`shards.embedfile`: .npz, .safetensors or .ark by suffix).
+    """
+    from xmd_cli.io import write_text
+    from xmd_cli.shards.embedfile import write_embeddings
+
+    saved = {}
+    if scores_path is not None:
+        lines = (f"{t.enroll} {t.test} {float(score)!r} {'target' if t.target else 'nontarget'}\n"
+                 for t, score in zip(trial_list, scores))
+        write_text(Path(scores_path), "".join(lines))
+        saved["scores"] = str(scores_path)
+    if embeddings_path is not None:
+        saved["embeddings"] = write_embeddings(Path(embeddings_path), names, rows)["out"]
+    return saved
 
 
 def evaluate_score_file(recipe: Recipe, workdir: Path, scores: Path, *, trials: str | None, out_dir: Path) -> dict:
