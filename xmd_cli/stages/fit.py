@@ -56,6 +56,13 @@ def restrict(dataset, keep) -> None:
     dataset.samples, dataset.targets = [p[0] for p in pairs], [p[1] for p in pairs]
 
 
+def margin_schedule(classifier) -> tuple[int, int, float] | None:
+    """method.classifier's AAM margin warm-up as the trainer takes it; None when off."""
+    if not classifier.margin_warmup_end_epoch:
+        return None
+    return (classifier.margin_warmup_start_epoch, classifier.margin_warmup_end_epoch, classifier.angular_margin)
+
+
 def run_state(recipe: Recipe, workdir: Path) -> str:
     """'finished', 'resumable' or 'new' for WORKDIR/runs/<recipe.name>.
 
@@ -170,7 +177,7 @@ def _train(recipe: Recipe, workdir: Path, run_dir: Path, *, kind: str, context, 
     job = TrainJob(model=StudentWithMethod(student, method), train_set=train_set, collate=collate,
                    config=recipe.training, seed=recipe.seed, run_dir=run_dir, meta=meta, val_set=val_set,
                    val_batch_size=embedding_batch_size(student_config), side_info=side_info,
-                   may_skip_parameters=incomplete)
+                   may_skip_parameters=incomplete, margin_schedule=margin_schedule(recipe.method.classifier))
     out.note(f"[bold]xmd {kind}[/bold] {recipe.name}: {len(train_set)} training samples, {len(labels)} classes, "
              f"{student_config.arch} on {context.device}"
              + (f", {context.world} processes" if context.active else ""))

@@ -47,3 +47,5 @@ class TrainJob:
     may_skip_parameters: bool = False
     # sample indices -> {"t", "has_teacher", "teacher_quality", "student_quality"} (tensors or None)
     side_info: Callable[[torch.Tensor], dict] = field(default=lambda indices: {})
+    # (start epoch, end epoch, full margin) of the AAM margin schedule (training/margin.py); None: fixed margin
+    margin_schedule: tuple[int, int, float] | None = None
