@@ -39,17 +39,17 @@ class _WeBlock(nn.Module):
 class WeSpeakerNamed(nn.Module):
     """ResNet34 laid out as WeSpeaker names it: conv1, bn1, layer1..layer4, seg_1 (TSTP pooling, no params)."""
 
-    def __init__(self):
+    def __init__(self, m=M, n_mels=N_MELS, dim=DIM):
         super().__init__()
-        self.conv1, self.bn1 = nn.Conv2d(1, M, 3, 1, 1, bias=False), nn.BatchNorm2d(M)
-        cin = M
+        self.conv1, self.bn1 = nn.Conv2d(1, m, 3, 1, 1, bias=False), nn.BatchNorm2d(m)
+        cin = m
         for stage, count in enumerate((3, 4, 6, 3), start=1):
-            cout = M * 2 ** (stage - 1)
+            cout = m * 2 ** (stage - 1)
             blocks = [_WeBlock(cin if b == 0 else cout, cout, (1 if stage == 1 else 2) if b == 0 else 1)
                       for b in range(count)]
             setattr(self, f"layer{stage}", nn.Sequential(*blocks))
             cin = cout
-        self.seg_1 = nn.Linear(2 * cin * (N_MELS // 8), DIM)
+        self.seg_1 = nn.Linear(2 * cin * (n_mels // 8), dim)
 
     def forward(self, feats):
         x = torch.relu(self.bn1(self.conv1(feats.transpose(1, 2).unsqueeze(1))))

@@ -148,7 +148,8 @@ def _train(recipe: Recipe, workdir: Path, run_dir: Path, *, kind: str, context, 
     labels = training_labels(manifest)
     student_config = recipe.student
     train_set = build_dataset(manifest, "train", student_config, train=True, seed=recipe.seed,
-                              noise_snr=recipe.training.noise_snr, labels=labels)
+                              noise_snr=recipe.training.noise_snr, labels=labels,
+                              augment=recipe.training.augment)
     subsample(train_set, recipe.training.train_fraction, recipe.seed)
     has_validation = any(s.split == "validation" for s in manifest.samples)
     val_set = (build_dataset(manifest, "validation", student_config, train=False, labels=labels)
