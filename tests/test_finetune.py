@@ -16,7 +16,6 @@ from xmd_cli.training.loop import Trainer
 from xmd_cli.training.margin import margin_at
 
 
-
 @pytest.mark.parametrize("epoch, margin", [(0, 0.0), (1, 0.0), (2, 0.1), (3, 0.2), (4, 0.3), (9, 0.3)])
 def test_margin_rises_linearly_between_start_and_end(epoch, margin):
     assert margin_at(epoch, 1, 4, 0.3) == pytest.approx(margin)

@@ -138,7 +138,8 @@ class DataConfig(Section):
 # ---------------------------------------------------------------- teacher and quality
 class TeacherConfig(Section):
     kind: Literal[TEACHER_KINDS] = Field(
-        "face", description="which teacher makes the embeddings: a network (face, text, checkpoint) or a "
+        "face", description="which teacher makes the embeddings: a network (face, text, checkpoint, dlib: "
+        "pip install 'xmd[dlib]') or a "
         "control that tells whether a gain is the teacher's (class-mean, shuffled, random)")
     modality: Literal[MODALITIES] = Field("face", description="what the teacher sees of each sample")
     weights: str | None = Field(None, description="face: vggface2, casia-webface or a local file; "
