@@ -24,7 +24,8 @@ import time
 from pathlib import Path
 
 STUDENT = ["--set", "student.channels=[128,128,128,128,384]", "--set", "student.attention_channels=64",
-           "--set", "student.embedding_dim=128", "--set", "training.batch_size=16", "--set", "training.log_every=1"]
+           "--set", "student.embedding_dim=128", "--set", "training.log_every=1"]
+BATCH = {"tiny": 8, "default": 32}  # the tiny preset has 18 face-teacher and ~24 student training samples
 
 
 def xmd(*args: str, workdir: Path, timeout: float = 240) -> float:
@@ -53,10 +54,12 @@ def extract(workdir: Path, device: str, weights: str, name: str) -> dict:
     return {"seconds": round(seconds, 2), "samples_per_s": round(samples / seconds, 1)}
 
 
-def distill(workdir: Path, device: str, amp: bool, epochs: int, weights: str, name: str, extra=()) -> dict:
+def distill(workdir: Path, device: str, amp: bool, run: dict, name: str, extra=()) -> dict:
+    """`run`: epochs, batch and the face teacher's weights, the same for every variant."""
     seconds = xmd("distill", "-r", "demo-persons", "-w", ".", "--device", device, "--set", f"name={name}",
-                  "--set", f"teacher.weights={weights}", "--set", f"training.amp={str(amp).lower()}",
-                  "--set", f"training.epochs={epochs}", *STUDENT, *extra, "-q", workdir=workdir)
+                  "--set", f"training.batch_size={run['batch']}", "--set", f"training.epochs={run['epochs']}",
+                  "--set", f"teacher.weights={run['weights']}", "--set", f"training.amp={str(amp).lower()}",
+                  *STUDENT, *extra, "-q", workdir=workdir)
     return {"seconds": round(seconds, 2), "samples_per_s": round(samples_per_s(workdir / "runs" / name), 1)}
 
 
@@ -81,24 +84,29 @@ def main() -> None:
         fast = "cpu" if args.cpu_only else "cuda"
         prepare = ["prepare", "-r", "demo-persons", "-w", ".", "-q"] + (["--tiny"] if args.size == "tiny" else [])
         report["prepare_s"] = round(xmd(*prepare, workdir=workdir), 2)
-        report["face_teacher_s"] = round(xmd("train", "-r", "face-teacher", "-w", ".", "--device", fast,
-                                             "--set", "training.epochs=2", "-q", workdir=workdir), 2)
+        face = ["--set", "training.epochs=2", "--set", f"training.batch_size={BATCH[args.size]}"]
+        if args.size == "tiny":
+            face += ["--set", "student.image_size=64"]  # as `xmd demo --tiny`
+        report["face_teacher_s"] = round(xmd("train", "-r", "face-teacher", "-w", ".", "--device", fast, *face,
+                                             "-q", workdir=workdir), 2)
         weights = str(workdir / "runs" / "face-teacher" / "checkpoints" / "best")
         report["extract"] = {"cpu": extract(workdir, "cpu", weights, "cpu")}
         if not args.cpu_only:
             report["extract"]["cuda"] = extract(workdir, "cuda", weights, "cuda")
         for side in ("face", "speech"):
             xmd("score-quality", "--modality", side, "-r", "demo-persons", "-w", ".", "-q", workdir=workdir)
-        report["distill"] = {"cpu_fp32": distill(workdir, "cpu", False, args.epochs, weights, "cpu")}
+        run = {"epochs": args.epochs, "batch": BATCH[args.size], "weights": weights}
+        report["distill"] = {"cpu_fp32": distill(workdir, "cpu", False, run, "cpu")}
         if not args.cpu_only:
-            report["distill"]["cuda_bf16"] = distill(workdir, "cuda", True, args.epochs, weights, "bf16")
-            report["distill"]["cuda_fp32"] = distill(workdir, "cuda", False, args.epochs, weights, "fp32")
+            report["distill"]["cuda_bf16"] = distill(workdir, "cuda", True, run, "bf16")
+            report["distill"]["cuda_fp32"] = distill(workdir, "cuda", False, run, "fp32")
             d = report["distill"]
             report["speedup"] = {"bf16_over_fp32": round(d["cuda_bf16"]["samples_per_s"]
                                                          / d["cuda_fp32"]["samples_per_s"], 2),
                                  "bf16_over_cpu": round(d["cuda_bf16"]["samples_per_s"]
                                                         / d["cpu_fp32"]["samples_per_s"], 2)}
-            report["torchrun_nccl_1gpu"] = distill(workdir, "cuda", True, 1, weights, "ddp", extra=("--nproc", "1"))
+            report["torchrun_nccl_1gpu"] = distill(workdir, "cuda", True, {**run, "epochs": 1}, "ddp",
+                                                   extra=("--nproc", "1"))
     report["total_s"] = round(time.perf_counter() - started, 1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
