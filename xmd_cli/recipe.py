@@ -22,7 +22,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from xmd_cli.errors import XmdError
 from xmd_cli.io import write_text
-from xmd_cli.vocab import ADAPTER_NAMES, MODALITIES, REAL_TEACHERS, STUDENT_ARCHS, TASKS, TEACHER_KINDS
+from xmd_cli.vocab import (
+    ADAPTER_NAMES,
+    INIT_LAYOUTS,
+    MODALITIES,
+    REAL_TEACHERS,
+    STUDENT_ARCHS,
+    TASKS,
+    TEACHER_KINDS,
+)
 
 # Keys that were renamed: old path -> new path. A recipe may still use the old key;
 # it is moved to the new one with a note on stderr.
@@ -146,7 +154,8 @@ class DataConfig(Section):
 # ---------------------------------------------------------------- teacher and quality
 class TeacherConfig(Section):
     kind: Literal[TEACHER_KINDS] = Field(
-        "face", description="which teacher makes the embeddings: a network (face, text, checkpoint) or a "
+        "face", description="which teacher makes the embeddings: a network (face, text, checkpoint, dlib: "
+        "pip install 'xmd[dlib]') or a "
         "control that tells whether a gain is the teacher's (class-mean, shuffled, random)")
     modality: Literal[MODALITIES] = Field("face", description="what the teacher sees of each sample")
     weights: str | None = Field(None, description="face: vggface2, casia-webface or a local file; "
@@ -204,6 +213,12 @@ class StudentConfig(Section):
                                       description="image-cnn: channels of its conv blocks")
     weights: str | None = Field(None, description="resnet18: a local torchvision state-dict file "
                                 "to start from (nothing is downloaded)")
+    # Published speaker encoders as a starting point (docs/training.md, "Starting from published weights").
+    init: str | None = Field(None, description="speech students: start from these weights (a local file or "
+                             "an xmd checkpoint folder) instead of a random initialisation")
+    init_layout: Literal[INIT_LAYOUTS] = Field(
+        "detect", description="how student.init names its parameters: speechbrain-ecapa (embedding_model.ckpt), "
+        "wespeaker-resnet34 (avg_model.pt), xmd (a run's checkpoint), or detect from the file")
 
 
 class FeatureLossConfig(Section):
@@ -238,6 +253,17 @@ class ClassifierLossConfig(Section):
     generated_weight: float = Field(1.0, ge=0, le=1, description="teacher-generated: share of the generated "
                                     "row in each class's classifier row; the rest is a learned row (1: "
                                     "generated only; classes without a teacher row always use the learned row)")
+    margin_warmup_start_epoch: int = Field(0, ge=0, description="margin schedule (as WeSpeaker): the AAM margin "
+                                           "is 0 before this epoch (0-based) ...")
+    margin_warmup_end_epoch: int = Field(0, ge=0, description="... rises linearly to angular_margin by this "
+                                         "epoch and stays there; 0: no schedule, the full margin from the start")
+
+    @model_validator(mode="after")
+    def _warmup_in_order(self):
+        if self.margin_warmup_end_epoch and self.margin_warmup_end_epoch <= self.margin_warmup_start_epoch:
+            raise ValueError(f"margin_warmup_end_epoch {self.margin_warmup_end_epoch} must be after "
+                             f"margin_warmup_start_epoch {self.margin_warmup_start_epoch} (or 0: no schedule)")
+        return self
 
 
 class QAWConfig(Section):
@@ -281,6 +307,25 @@ class MethodConfig(Section):
 
 
 # ---------------------------------------------------------------- training and evaluation
+class AugmentConfig(Section):
+    """speechbrain.augment on training waveforms (docs/training.md, "Augmentation"); every switch off by default."""
+
+    noise_dir: str | None = Field(None, description="add noise from the .wav files under this folder (any depth, "
+                                  "e.g. MUSAN's noise/ music/ speech/)")
+    noise_snr: list[float] = Field(default_factory=lambda: [0.0, 15.0], description="noise_dir: [low, high] dB "
+                                   "the SNR is drawn from")
+    rir_dir: str | None = Field(None, description="convolve with a room impulse response drawn from the .wav "
+                                "files under this folder")
+    speed: list[float] | None = Field(None, description="speed perturbation: factors drawn from, e.g. "
+                                      "[0.9, 1.0, 1.1] (pitch and tempo change together)")
+    drop_chunk: bool = Field(False, description="zero 1-3 random chunks of 100-1000 samples (speechbrain DropChunk)")
+    drop_freq: bool = Field(False, description="notch out 1-3 random frequency bands (speechbrain DropFreq)")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.noise_dir or self.rir_dir or self.speed or self.drop_chunk or self.drop_freq)
+
+
 class TrainingConfig(Section):
     optimizer: Literal["adamw", "sgd"] = Field("adamw", description="the optimiser")
     lr: float = Field(1e-3, gt=0, description="peak learning rate (after warm-up)")
@@ -297,7 +342,17 @@ class TrainingConfig(Section):
                                                "so a crash loses at most N steps")
     log_every: int = Field(10, ge=1, description="steps between metrics.jsonl lines")
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
-    noise_snr: list[float] | None = Field(None, description="[low, high] dB of noise augmentation; off when empty")
+    noise_snr: list[float] | None = Field(None, description="[low, high] dB of the simple white/pink noise "
+                                          "augmentation; off when empty (training.augment has file-based noise)")
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    encoder_lr_scale: float = Field(1.0, gt=0, le=1, description="fine-tuning: the student's learning rate as a "
+                                    "share of lr (the new heads keep lr)")
+    freeze: list[str] = Field(default_factory=list, description="fine-tuning: parameter-name prefixes that do not "
+                              "train, e.g. student.encoder.net.blocks.0 (names as in weights.safetensors)")
+    keep_last: int | None = Field(None, ge=1, description="keep only the newest N epoch-NNN checkpoints; "
+                                  "null: keep all")
+    average_last: int | None = Field(None, ge=2, description="after training, write checkpoints/averaged: the "
+                                     "mean of the weights of the last N epoch-NNN checkpoints")
     train_fraction: float = Field(1.0, gt=0, le=1, description="train on this share of each class's "
                                   "training samples (seeded): the papers' little-data setting")
     tensorboard: bool = Field(False, description="also log to TensorBoard (needs the tensorboard package)")

@@ -13,7 +13,7 @@ MODALITIES = ("face", "speech", "image", "text")
 
 # Teachers with a network of their own, and control teachers derived from a real
 # teacher's store (label-only, shuffled or random vectors: docs/diagnose.md).
-REAL_TEACHERS = ("face", "text", "checkpoint")
+REAL_TEACHERS = ("face", "text", "checkpoint", "dlib")
 CONTROL_TEACHERS = ("class-mean", "shuffled", "random")
 TEACHER_KINDS = REAL_TEACHERS + CONTROL_TEACHERS
 
@@ -21,6 +21,9 @@ TEACHER_KINDS = REAL_TEACHERS + CONTROL_TEACHERS
 SPEECH_ARCHS = ("ecapa", "resnet34")
 IMAGE_ARCHS = ("image-cnn", "resnet18")
 STUDENT_ARCHS = SPEECH_ARCHS + IMAGE_ARCHS
+
+# How a student.init file names its parameters (xmd_cli.models.pretrained maps each).
+INIT_LAYOUTS = ("detect", "xmd", "speechbrain-ecapa", "wespeaker-resnet34")
 
 # Dataset adapters `xmd prepare` reads (xmd_cli.data.adapters.ADAPTERS loads each).
 ADAPTER_NAMES = ("voxceleb", "kaldi", "imagefolder", "table", "synthetic-persons", "synthetic-captions")

@@ -6,7 +6,10 @@ of the sample by `dataset.samples[index].id`.
 
 Augmentation is seeded by (seed, epoch, index): the trainer sets `dataset.epoch`
 before each epoch, and a run resumed at epoch k sees the same crops, noise and
-flips as the uninterrupted run, whatever the number of loader workers.
+flips as the uninterrupted run, whatever the number of loader workers. The
+speechbrain augmentations of `training.augment` (`data/augment.py`) draw from a
+second stream of the same (seed, epoch, index), so switching them on leaves the
+crops and the simple noise of `training.noise_snr` as they were.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from xmd_cli.data.augment import WaveAugmenter
 from xmd_cli.data.manifest import Manifest, Sample
 from xmd_cli.data.media import load_image, read_audio
 from xmd_cli.data.transforms import add_noise, image_transform, random_crop
@@ -74,7 +78,7 @@ class SpeechDataset(_SeededDataset):
 
     def __init__(self, manifest: Manifest, split: str | list[str], *, sample_rate: int,
                  crop_seconds: float | None, train: bool, noise_snr: tuple[float, float] | list[float] | None = None,
-                 seed: int = 0, labels: dict[str, int] | None = None):
+                 seed: int = 0, labels: dict[str, int] | None = None, augment: WaveAugmenter | None = None):
         super().__init__(manifest, _split_samples(manifest, split, "audio"), labels, seed)
         if noise_snr is not None and len(noise_snr) != 2:
             raise XmdError(f"training.noise_snr must be [low, high] in dB, got {list(noise_snr)}")
@@ -86,6 +90,7 @@ class SpeechDataset(_SeededDataset):
         self.crop_seconds = crop_seconds
         self.train = train
         self.noise_snr = tuple(noise_snr) if noise_snr else None
+        self.augment = augment if train else None
 
     def __getitem__(self, index: int):
         sample = self.samples[index]
@@ -96,10 +101,16 @@ class SpeechDataset(_SeededDataset):
             raise XmdError(f"sample {sample.id!r}: {e.message}", hint=e.hint) from None
         if self.train:
             rng = self.rng(index)
+            if self.augment is not None:
+                augment_rng = np.random.default_rng([self.seed, self.epoch, index, 1])  # its own stream
+                torch_seed = int(augment_rng.integers(2 ** 62))
+                wave = self.augment.speed(wave, torch_seed)
             wave = random_crop(wave, self.crop_seconds, rng, sample_rate=self.sample_rate)
             if self.noise_snr is not None:
                 snr = float(rng.uniform(*self.noise_snr))
                 wave = add_noise(wave, snr, rng, kind=NOISE_KINDS[int(rng.integers(len(NOISE_KINDS)))])
+            if self.augment is not None:
+                wave = self.augment(wave, augment_rng, torch_seed)
         elif self.crop_seconds is not None:
             # A fixed (centre) crop at evaluation, when one is asked for: deterministic.
             length = int(round(self.crop_seconds * self.sample_rate))
@@ -151,11 +162,18 @@ def collate(batch: list[tuple[torch.Tensor, int, int]]):
 
 
 def build_dataset(manifest: Manifest, split: str | list[str], student, *, train: bool, seed: int = 0,
-                  noise_snr=None, labels: dict[str, int] | None = None) -> Dataset:
-    """The dataset a `StudentConfig` trains on: speech for ecapa/resnet34, images otherwise."""
+                  noise_snr=None, labels: dict[str, int] | None = None, augment=None) -> Dataset:
+    """The dataset a `StudentConfig` trains on: speech for ecapa/resnet34, images otherwise.
+
+    `augment`: a `training.augment` section (speech training only; off unless a switch is on).
+    """
     if is_speech_arch(student.arch):
+        augmenter = WaveAugmenter.from_config(augment, student.sample_rate) if train else None
         return SpeechDataset(manifest, split, sample_rate=student.sample_rate,
                              crop_seconds=student.crop_seconds if train else None, train=train,
-                             noise_snr=noise_snr if train else None, seed=seed, labels=labels)
+                             noise_snr=noise_snr if train else None, seed=seed, labels=labels, augment=augmenter)
+    if train and augment is not None and augment.enabled:
+        raise XmdError(f"training.augment works on waveforms; student.arch {student.arch!r} takes images",
+                       hint="switch training.augment off, or use a speech student (ecapa, resnet34)")
     return ImageDataset(manifest, split, size=student.image_size, train=train, seed=seed,
                         modality=student.modality, labels=labels)

@@ -70,20 +70,27 @@ def _resnet18(config) -> nn.Module:
 
 
 def build_student(config) -> nn.Module:
-    """The student named by `config` (a `StudentConfig`), randomly initialised (or from `weights`)."""
+    """The student named by `config` (a `StudentConfig`), randomly initialised (or from `weights`),
+    then loaded from `config.init` when set (published weights: `xmd_cli.models.pretrained`)."""
     if config.arch in SPEECH_ARCHS and config.modality != "speech":
         raise XmdError(f"student.arch {config.arch!r} takes speech, but student.modality is {config.modality!r}",
                        hint="set student.modality=speech, or an image arch (" + ", ".join(IMAGE_ARCHS) + ")")
     if config.arch in IMAGE_ARCHS and config.modality not in ("image", "face"):
         raise XmdError(f"student.arch {config.arch!r} takes images, but student.modality is {config.modality!r}",
                        hint="set student.modality=image or face, or a speech arch (" + ", ".join(SPEECH_ARCHS) + ")")
-    return STUDENTS.get(config.arch)(config)
+    student = STUDENTS.get(config.arch)(config)
+    init = getattr(config, "init", None)
+    if init:
+        from xmd_cli.models.pretrained import load_initial_weights
+
+        load_initial_weights(student, init, getattr(config, "init_layout", "detect"))
+    return student
 
 
 def build_student_for_checkpoint(config) -> nn.Module:
     """The architecture of a saved student, to load its weights into: the initial weights
-    file the run started from (student.weights) is neither needed nor read."""
-    return build_student(config.model_copy(update={"weights": None}))
+    files the run started from (student.weights, student.init) are neither needed nor read."""
+    return build_student(config.model_copy(update={"weights": None, "init": None}))
 
 
 def parameter_count(module: nn.Module) -> int:

@@ -122,6 +122,13 @@ def qaw_epoch_metrics(summary: dict | None) -> dict:
     return {"qaw/effective_size": summary["effective_size"], "qaw/effective_share": summary["effective_share"]}
 
 
+def margin_schedule(classifier) -> tuple[int, int, float] | None:
+    """method.classifier's AAM margin warm-up as the trainer takes it; None when off."""
+    if not classifier.margin_warmup_end_epoch:
+        return None
+    return (classifier.margin_warmup_start_epoch, classifier.margin_warmup_end_epoch, classifier.angular_margin)
+
+
 def run_state(recipe: Recipe, workdir: Path) -> str:
     """'finished', 'resumable' or 'new' for WORKDIR/runs/<recipe.name>.
 
@@ -207,7 +214,8 @@ def _train(recipe: Recipe, workdir: Path, run_dir: Path, *, kind: str, context, 
     labels = training_labels(manifest)
     student_config = recipe.student
     train_set = build_dataset(manifest, "train", student_config, train=True, seed=recipe.seed,
-                              noise_snr=recipe.training.noise_snr, labels=labels)
+                              noise_snr=recipe.training.noise_snr, labels=labels,
+                              augment=recipe.training.augment)
     subsample(train_set, recipe.training.train_fraction, recipe.seed)
     val_set, val_trials = validation_plan(recipe, manifest, labels)
     side_info, teacher_dim, provenance, incomplete = (lambda indices: {}), None, {}, False
@@ -241,7 +249,8 @@ def _train(recipe: Recipe, workdir: Path, run_dir: Path, *, kind: str, context, 
     job = TrainJob(model=StudentWithMethod(student, method), train_set=train_set, collate=collate,
                    config=recipe.training, seed=recipe.seed, run_dir=run_dir, meta=meta, val_set=val_set,
                    val_batch_size=embedding_batch_size(student_config), val_trials=val_trials, side_info=side_info,
-                   may_skip_parameters=incomplete, epoch_metrics=qaw_epoch_metrics(qaw_summary))
+                   may_skip_parameters=incomplete, epoch_metrics=qaw_epoch_metrics(qaw_summary),
+                   margin_schedule=margin_schedule(recipe.method.classifier))
     out.note(f"[bold]xmd {kind}[/bold] {recipe.name}: {len(train_set)} training samples, {len(labels)} classes, "
              f"{student_config.arch} on {context.device}"
              + (f", {context.world} processes" if context.active else "")

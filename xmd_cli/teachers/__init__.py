@@ -30,6 +30,8 @@ TEACHERS: Registry[TeacherKind] = Registry("teacher", key="teacher.kind")
 TEACHERS.add("face", "xmd_cli.teachers.face:FACE_TEACHER")
 TEACHERS.add("text", "xmd_cli.teachers.text:TEXT_TEACHER")
 TEACHERS.add("checkpoint", "xmd_cli.teachers.checkpoint:CHECKPOINT_TEACHER")
+TEACHERS.add("dlib", "xmd_cli.teachers.dlib_face:DLIB_TEACHER")  # pip install 'xmd[dlib]'
+
 for _control in CONTROL_TEACHERS:
     TEACHERS.add(_control, "xmd_cli.teachers.controls:CONTROL_TEACHER")
 

@@ -31,11 +31,14 @@ from xmd_cli.training.state_codec import decode, encode
 STATE_TENSORS, STATE_JSON, LEGACY_STATE = "trainer.safetensors", "trainer.json", "state.pt"
 
 
-def save_checkpoint(directory: Path, model: torch.nn.Module, state: dict, meta: dict) -> Path:
+def save_checkpoint(directory: Path, model: torch.nn.Module | dict, state: dict | None, meta: dict) -> Path:
+    """Write a checkpoint: `model` (a module or its state dict); `state` None writes weights and meta only."""
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     version = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    os.chmod(version, 0o755)  # mkdtemp's 0700 would hide the checkpoint from other users
+    # mkdtemp's 0700 would hide the checkpoint from the group: the folder follows the umask like
+    # the files in it (umask 022: 0755 and 0644; umask 027: 0750 and 0640).
+    os.chmod(version, 0o777 & ~_umask())
     try:
         _write_version(version, model, state, meta)
     except BaseException:
@@ -49,15 +52,23 @@ def save_checkpoint(directory: Path, model: torch.nn.Module, state: dict, meta: 
     return directory
 
 
-def _write_version(version: Path, model: torch.nn.Module, state: dict, meta: dict) -> None:
-    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _write_version(version: Path, model: torch.nn.Module | dict, state: dict | None, meta: dict) -> None:
+    source = model if isinstance(model, dict) else model.state_dict()
+    weights = {k: v.detach().cpu().contiguous() for k, v in source.items()}
     # Bytes, then a plain write: safetensors' own file writer reports a full disk as a
     # SafetensorError, not the OSError the CLI turns into "no space left on ... ".
     write_durable(version / "weights.safetensors", save(weights))
-    tensors: dict = {}
-    document = encode(state, tensors)
-    write_durable(version / STATE_TENSORS, save(tensors))
-    write_durable(version / STATE_JSON, (json.dumps(document) + "\n").encode())
+    if state is not None:
+        tensors: dict = {}
+        document = encode(state, tensors)
+        write_durable(version / STATE_TENSORS, save(tensors))
+        write_durable(version / STATE_JSON, (json.dumps(document) + "\n").encode())
     write_durable(version / "meta.json", (json.dumps(meta, indent=1, default=str) + "\n").encode())
     fsync_path(version)
 

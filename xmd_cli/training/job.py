@@ -52,3 +52,5 @@ class TrainJob:
     side_info: Callable[[torch.Tensor], dict] = field(default=lambda indices: {})
     # Fixed numbers about the run (the QAW weights' effective sample size) logged with every epoch's end.
     epoch_metrics: dict = field(default_factory=dict)
+    # (start epoch, end epoch, full margin) of the AAM margin schedule (training/margin.py); None: fixed margin
+    margin_schedule: tuple[int, int, float] | None = None

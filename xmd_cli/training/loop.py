@@ -22,11 +22,14 @@ from torch import nn
 
 from xmd_cli.console import Output
 from xmd_cli.errors import XmdError
+from xmd_cli.training.averaging import AVERAGED, average_last, keep_newest
 from xmd_cli.training.batches import make_loader, to_device
 from xmd_cli.training.bookkeeping import epoch_checkpoints, restore_trainer_state, trainer_state
 from xmd_cli.training.checkpoint import has_state, load_state, load_weights, save_checkpoint
 from xmd_cli.training.distributed import DistContext
+from xmd_cli.training.finetune import freeze, parameter_groups
 from xmd_cli.training.job import StudentWithMethod, TrainJob
+from xmd_cli.training.margin import margin_at, set_margin
 from xmd_cli.training.metrics_log import MetricsLog, open_tensorboard
 from xmd_cli.training.rng import seed_everything
 from xmd_cli.training.sampler import EpochBatchSampler
@@ -38,6 +41,7 @@ __all__ = ["StudentWithMethod", "TrainJob", "Trainer", "seed_everything"]
 
 
 def make_optimizer(params, cfg) -> torch.optim.Optimizer:
+    """AdamW or SGD over `params` (tensors, or groups with their own lr: training/finetune.py)."""
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True)
@@ -48,7 +52,11 @@ class Trainer:
         self.job, self.ctx, self.out = job, context, out
         cfg = job.config
         self.model = job.model.to(context.device)
-        self.optimizer = make_optimizer([p for p in self.model.parameters() if p.requires_grad], cfg)
+        freeze(self.model, cfg.freeze)
+        if cfg.keep_last and cfg.average_last and cfg.keep_last < cfg.average_last:
+            raise XmdError(f"training.keep_last {cfg.keep_last} keeps fewer epoch checkpoints than "
+                           f"training.average_last {cfg.average_last} averages", hint="raise keep_last")
+        self.optimizer = make_optimizer(parameter_groups(self.model, cfg.lr, cfg.encoder_lr_scale), cfg)
         if cfg.batch_size % context.world:
             raise XmdError(f"training.batch_size {cfg.batch_size} does not split evenly over {context.world} "
                            "processes", hint=f"set training.batch_size to a multiple of {context.world}")
@@ -87,7 +95,9 @@ class Trainer:
         if self.ctx.is_main:
             meta = {**self.job.meta, "epoch": self.epoch, "global_step": self.global_step,
                     self._best_key: self.best}
-            save_checkpoint(self.checkpoints / name, self.model, trainer_state(self), meta)
+            # epoch-NNN: weights and meta only; the optimizer state is needed only to continue, from last.
+            state = None if name.startswith("epoch-") else trainer_state(self)
+            save_checkpoint(self.checkpoints / name, self.model, state, meta)
 
     @property
     def _best_key(self) -> str:
@@ -123,6 +133,9 @@ class Trainer:
             while self.epoch < cfg.epochs:
                 self._run_epoch(progress, clock)
                 self._end_epoch()
+        if cfg.average_last and self.ctx.is_main:
+            weights, meta = average_last(self.checkpoints, cfg.average_last)
+            save_checkpoint(self.checkpoints / AVERAGED, weights, None, meta)
         self.metrics.close()
         return {"steps": self.global_step, "epochs": cfg.epochs, self._best_key: self.best,
                 "run_dir": str(job.run_dir), "checkpoint": str(self.checkpoints / "best")}
@@ -132,6 +145,7 @@ class Trainer:
         if hasattr(job.train_set, "epoch"):
             job.train_set.epoch = self.epoch  # per-epoch augmentation seeds
         self.sampler.set_epoch(self.epoch, skip=self.step_in_epoch)
+        self._schedule_margin()
         self.model.train()
         loader = make_loader(job.train_set, self.sampler, job.collate, seed=job.seed, epoch=self.epoch,
                              num_workers=cfg.num_workers)
@@ -151,6 +165,13 @@ class Trainer:
             if cfg.checkpoint_every_steps and self.global_step % cfg.checkpoint_every_steps == 0:
                 self.save("last")
 
+    def _schedule_margin(self) -> None:
+        """method.classifier.margin_warmup_*: this epoch's AAM margin, from the epoch number alone."""
+        schedule = self.job.margin_schedule
+        if schedule is not None:
+            self.margin = margin_at(self.epoch, *schedule)
+            set_margin(self.model.method, self.margin)
+
     def _batch_ids(self, indices) -> list[str] | None:
         """Sample ids of a batch (for messages), when the dataset keeps its samples."""
         samples = getattr(self.job.train_set, "samples", None)
@@ -163,6 +184,8 @@ class Trainer:
                   **{f"loss/{k}": v for k, v in values.items()}, "samples_per_s": rate}
         if grad_norm is not None:
             record["grad_norm"] = float(grad_norm)
+        if self.job.margin_schedule is not None:
+            record["margin"] = self.margin
         self.log(record)
 
     def _end_epoch(self) -> None:
@@ -179,6 +202,8 @@ class Trainer:
                                              lower_is_better=self.selection == "val/eer")
         for name in names:
             self.save(name)
+        if cfg.keep_last and self.ctx.is_main:
+            keep_newest(self.checkpoints, cfg.keep_last)
         self.ctx.barrier()
 
     def validate(self) -> dict:

@@ -21,7 +21,8 @@ from xmd_cli.errors import XmdError
 LOCK = ".lock"
 # Recipe keys that change neither the numbers nor the order of training: a resume may change them.
 HARMLESS_KEYS = {"training.log_every", "training.tensorboard", "training.checkpoint_every",
-                 "training.checkpoint_every_steps", "method.qaw.min_effective_share"}  # the last only warns
+                 "training.checkpoint_every_steps", "training.keep_last", "training.average_last",
+                 "method.qaw.min_effective_share"}  # the last only warns
 HARMLESS_SECTIONS = ("evaluation.",)  # read by `xmd evaluate`, not by training
 
 
