@@ -173,6 +173,7 @@ def score_run(work, pairs, name, scores, trials="all.txt", *extra):
     return json.loads(result.stdout)
 
 
+@pytest.mark.slow
 def test_reports_carry_intervals_and_compare_gives_paired_verdicts(persons):
     work, pairs = persons
     rng = np.random.default_rng(0)

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import typer.main
 
 from xmd_cli.cli import app
@@ -64,6 +65,7 @@ def test_recipes_show_without_a_name_prints_every_key_untruncated():
                for line in text.splitlines())
 
 
+@pytest.mark.slow
 def test_demo_takes_set(tmp_path):
     assert "--set" in xmd("demo", "--help").stdout
     # The overrides reach the demo's recipes: a wrong key stops it before any stage runs.

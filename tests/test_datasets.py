@@ -92,6 +92,7 @@ def test_evaluation_gives_whole_resampled_utterances(manifest):
     assert torch.equal(data[0][0], by_id[data.samples[0].id])
 
 
+@pytest.mark.slow
 def test_collate_pads_and_a_student_embeds_the_padded_batch(manifest):
     data = SpeechDataset(manifest, ["train", "test"], sample_rate=RATE, crop_seconds=None, train=False)
     loader = DataLoader(data, batch_size=3, shuffle=False, collate_fn=collate)
@@ -106,6 +107,7 @@ def test_collate_pads_and_a_student_embeds_the_padded_batch(manifest):
         assert student(waves, lengths).shape == (3, 32)
 
 
+@pytest.mark.slow
 def test_image_dataset_train_and_eval(manifest):
     train = ImageDataset(manifest, "train", size=32, train=True, seed=0, modality="face")
     image, label, index = train[0]

@@ -17,6 +17,9 @@ from xmd_cli.data.manifest import read_manifest
 from xmd_cli.inference import embed_samples, load_checkpoint
 from xmd_cli.shards.embedfile import read_embeddings
 
+# Embeds real audio through the CLI with student networks.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):

@@ -16,6 +16,9 @@ from deploy_fixtures import TINY_CNN, TINY_ECAPA, TINY_RESNET, flat, random_chec
 
 from xmd_cli.inference import load_checkpoint
 
+# Builds students and exports and runs them in three runtimes.
+pytestmark = pytest.mark.slow
+
 ort = pytest.importorskip("onnxruntime")
 
 TOLERANCE = 1e-4  # max abs difference of unit-normalised embeddings (docs/deploy.md)

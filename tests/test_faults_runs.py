@@ -14,6 +14,9 @@ import pytest
 
 from xmd_cli.training.rundir import RunLock
 
+# Every test here trains tiny runs through the real CLI.
+pytestmark = pytest.mark.slow
+
 XMD = [sys.executable, "-m", "xmd_cli"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 # Supervised student alone (no teacher store needed), 3 epochs x 2 steps, a checkpoint every step.

@@ -23,6 +23,9 @@ from typer.testing import CliRunner
 from xmd_cli.cli import app
 from xmd_cli.shards.format import INDEX, list_shards
 
+# Builds teacher stores through the CLI, then damages them.
+pytestmark = pytest.mark.slow
+
 runner = CliRunner()
 RECIPE = ["-r", "demo-captions"]
 # Distill settings that are only reached if a refusal failed; tiny enough to stay quick then too.

@@ -116,6 +116,7 @@ def split_counts(work: Path) -> Counter:
     return Counter((s.label, s.split) for s in read_manifest(work).samples)
 
 
+@pytest.mark.slow
 def test_test_fraction_for_imagefolder_and_table(tmp_path):
     root = tmp_path / "images"
     imagefolder(root)
@@ -184,6 +185,7 @@ def encode_mp4(path: Path, frames: int, side: int = 32) -> None:
         container.mux(stream.encode(None))
 
 
+@pytest.mark.slow
 def test_voxceleb2_m4a_and_mp4_as_distributed(tmp_path):
     pytest.importorskip("av")
     from xmd_cli.data.media import read_audio

@@ -66,6 +66,7 @@ def test_same_shape_batches_never_mix_lengths_and_bound_memory():
     assert all(len({x.shape for x, _, _ in g}) == 1 for g in tight)
 
 
+@pytest.mark.slow
 def test_batched_embeddings_equal_one_at_a_time():
     torch.manual_seed(0)
     config = StudentConfig(arch="ecapa", modality="speech", channels=[16, 16, 16, 16, 48], attention_channels=8,

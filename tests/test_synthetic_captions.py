@@ -126,6 +126,7 @@ def _shift_invariant_features(path: Path) -> np.ndarray:
     return np.log1p(np.abs(np.fft.fft2(np.hypot(*np.gradient(gray))))).ravel()
 
 
+@pytest.mark.slow
 def test_a_quick_pixel_classifier_beats_chance_on_the_class(tmp_path):
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline

@@ -65,7 +65,11 @@ class ClassifierTerm:
 @dataclass(frozen=True)
 class RelationTerm:
     """L_rel: pairwise cosine structure of the batch, student against teacher ("projected": z = P(t),
-    or "raw": t), with margin m_rel; weight 0 switches it off."""
+    or "raw": t), with margin m_rel; weight 0 switches it off.
+
+    >>> RelationTerm(weight=1.0)
+    RelationTerm(weight=1.0, margin=0.1, target='projected')
+    """
 
     weight: float = 0.0
     margin: float = 0.1
@@ -243,6 +247,11 @@ def project_with_running_stats(head: nn.Module, t: torch.Tensor) -> torch.Tensor
     The class means are not a batch of samples: in training mode BatchNorm would normalise them by
     their own statistics and mix those into its running ones. With running statistics, the W that
     training classifies against is the same function of P that a checkpoint's evaluation uses.
+
+    >>> head = ProjectionHead(3, 2, "mlp").train()
+    >>> _ = project_with_running_stats(head, torch.ones(1, 3))  # one row: fine with running statistics
+    >>> head.training
+    True
     """
     norms = [m for m in head.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
     for module in norms:
@@ -255,6 +264,11 @@ def project_with_running_stats(head: nn.Module, t: torch.Tensor) -> torch.Tensor
 
 
 def cosine_matrix(x: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity of every pair of rows of `x`.
+
+    >>> cosine_matrix(torch.tensor([[1.0, 0.0], [3.0, 0.0]])).tolist()
+    [[1.0, 1.0], [1.0, 1.0]]
+    """
     unit = F.normalize(x, dim=1)
     return unit @ unit.T
 
@@ -324,7 +338,13 @@ def qaw_weights(config: QualityWeighting, teacher_quality: torch.Tensor | None,
 class GeneratedClasses(nn.Module):
     """What the teacher-generated classifier is made of: the training split's mean teacher row of each
     class (a buffer, computed once before training, never updated), which classes have one, and the
-    learned rows L that stand in for the others and that `generated_weight` < 1 mixes in."""
+    learned rows L that stand in for the others and that `generated_weight` < 1 mixes in.
+
+    >>> classes = GeneratedClasses(torch.eye(2), torch.tensor([True, False]), student_dim=2, generated_weight=1.0)
+    >>> weights = classes(nn.Identity())  # class 0 from its teacher mean, class 1 from its learned row
+    >>> weights[0].tolist(), torch.allclose(weights[1], F.normalize(classes.learned[1], dim=0))
+    ([1.0, 0.0], True)
+    """
 
     def __init__(self, class_means: torch.Tensor, has_mean: torch.Tensor, student_dim: int, generated_weight: float):
         super().__init__()

@@ -27,7 +27,11 @@ SAFETENSORS_FORMAT = "xmd-embeddings-1"
 
 
 def embedding_format(path: Path, fmt: str | None = None) -> str:
-    """npz, safetensors or ark: `fmt` when given, else from the file's suffix."""
+    """npz, safetensors or ark: `fmt` when given, else from the file's suffix.
+
+    >>> embedding_format(Path("emb.ark")), embedding_format(Path("emb.bin"), "npz")
+    ('ark', 'npz')
+    """
     if fmt is not None:
         if fmt not in FORMATS.values():
             raise XmdError(f"--format {fmt!r} is not one of {', '.join(FORMATS.values())}")
@@ -40,13 +44,26 @@ def embedding_format(path: Path, fmt: str | None = None) -> str:
 
 
 def companion_files(path: Path, fmt: str) -> list[Path]:
-    """Every file the format writes for `path` (ark: the .scp too)."""
+    """Every file the format writes for `path` (ark: the .scp too).
+
+    >>> [p.name for p in companion_files(Path("emb.ark"), "ark")]
+    ['emb.ark', 'emb.scp']
+    """
     path = Path(path)
     return [path, path.with_suffix(".scp")] if fmt == "ark" else [path]
 
 
 def write_embeddings(path: Path, ids: list[str], rows: np.ndarray, fmt: str | None = None) -> dict:
-    """Write `rows` (n, dim) for `ids` to `path` in `fmt`; returns what was written."""
+    """Write `rows` (n, dim) for `ids` to `path` in `fmt`; returns what was written.
+
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "emb.npz"
+    >>> write_embeddings(path, ["a", "b"], np.eye(2))["ids"]
+    2
+    >>> ids, rows = read_embeddings(path)
+    >>> ids, rows.tolist()
+    (['a', 'b'], [[1.0, 0.0], [0.0, 1.0]])
+    """
     path = Path(path)
     fmt = embedding_format(path, fmt)
     rows = np.ascontiguousarray(rows, dtype=np.float32)
@@ -103,7 +120,14 @@ def _write_ark(tmp: Path, path: Path, ids: list[str], rows: np.ndarray) -> None:
 
 
 def read_embeddings(path: Path) -> tuple[list[str], np.ndarray]:
-    """(ids, float32 [n, dim]) of a file `write_embeddings` wrote (or a Kaldi ark/scp of vectors)."""
+    """(ids, float32 [n, dim]) of a file `write_embeddings` wrote (or a Kaldi ark/scp of vectors).
+
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "emb.ark"
+    >>> _ = write_embeddings(path, ["utt1"], np.array([[0.5, 2.0]]))
+    >>> read_embeddings(path.with_suffix(".scp"))[1].tolist()
+    [[0.5, 2.0]]
+    """
     path = Path(path)
     if not path.is_file():
         raise XmdError(f"{path}: no such embedding file")
