@@ -20,6 +20,21 @@ class SampleFailure(Exception):
         self.reason = reason
 
 
+def read_frames(sample: Sample, root: Path) -> list:
+    """The sample's images as PIL images, or a SampleFailure naming the one that cannot be read."""
+    from xmd_cli.data.media import load_image
+
+    if not sample.images:
+        raise SampleFailure("no images in the manifest for this sample")
+    frames = []
+    for relative in sample.images:
+        try:
+            frames.append(load_image(root / relative))
+        except Exception as e:
+            raise SampleFailure(f"{relative}: unreadable image ({e})") from None
+    return frames
+
+
 class Teacher(ABC):
     kind: str
     modality: str

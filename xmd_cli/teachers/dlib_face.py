@@ -21,7 +21,7 @@ import numpy as np
 from xmd_cli.data.manifest import Sample
 from xmd_cli.errors import XmdError
 from xmd_cli.io import file_sha256
-from xmd_cli.teachers.base import SampleFailure, Teacher, TeacherKind
+from xmd_cli.teachers.base import SampleFailure, Teacher, TeacherKind, read_frames
 
 FILES = {"recogniser": "dlib_face_recognition_resnet_model_v1.dat", "landmarks": "shape_predictor_5_face_landmarks.dat",
          "cnn_detector": "mmod_human_face_detector.dat"}
@@ -77,17 +77,8 @@ class DlibFaceTeacher(Teacher):
         return self._fingerprint
 
     def load(self, sample: Sample, root: Path):
-        from xmd_cli.data.media import load_image
-
-        if not sample.images:
-            raise SampleFailure("no images in the manifest for this sample")
-        frames = []
-        for relative in sample.images:
-            try:
-                frames.append(np.ascontiguousarray(np.asarray(load_image(root / relative).convert("RGB"))))
-            except Exception as e:
-                raise SampleFailure(f"{relative}: unreadable image ({e})") from None
-        return frames
+        # dlib takes contiguous RGB uint8 arrays.
+        return [np.ascontiguousarray(np.asarray(image.convert("RGB"))) for image in read_frames(sample, root)]
 
     def face(self, image: np.ndarray):
         """The largest face's rectangle: HOG first, the CNN detector as the fallback; None without a face."""

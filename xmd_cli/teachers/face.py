@@ -17,7 +17,7 @@ import torch
 from xmd_cli.data.manifest import Sample
 from xmd_cli.errors import XmdError
 from xmd_cli.io import file_sha256
-from xmd_cli.teachers.base import SampleFailure, Teacher, TeacherKind
+from xmd_cli.teachers.base import SampleFailure, Teacher, TeacherKind, read_frames
 
 PRETRAINED_FILES = {"vggface2": "20180402-114759-vggface2.pt", "casia-webface": "20180408-102900-casia-webface.pt"}
 CROP_SIZE, CROP_MARGIN = 160, 14  # facenet's published preprocessing: 160 px crops, 14 px margin
@@ -77,17 +77,7 @@ class FaceTeacher(Teacher):
         return {"teacher": self.kind, "weights_sha256": self.weights_hash, "preprocessing": PREPROCESSING}
 
     def load(self, sample: Sample, root: Path):
-        from xmd_cli.data.media import load_image
-
-        if not sample.images:
-            raise SampleFailure("no images in the manifest for this sample")
-        frames = []
-        for relative in sample.images:
-            try:
-                frames.append(load_image(root / relative))
-            except Exception as e:
-                raise SampleFailure(f"{relative}: unreadable image ({e})") from None
-        return frames
+        return read_frames(sample, root)
 
     @torch.no_grad()
     def embed(self, items: list) -> list[np.ndarray | SampleFailure]:
