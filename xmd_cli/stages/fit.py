@@ -172,10 +172,13 @@ def claimed_run(run_dir: Path, recipe: Recipe, workdir: Path, context, *, resume
     with ExitStack() as stack:
         error = None
         try:
+            # Rank 0 alone looks at the run directory, under the lock it holds: another rank looking
+            # while rank 0 writes its probe and lock files would see a run that is not there.
             if context.is_main:
                 ensure_writable(run_dir)  # before building datasets and models
                 stack.enter_context(RunLock(run_dir, recipe.name))
-            _check_run(run_dir, recipe, workdir, resume=resume, force=force, allow_recipe_change=allow_recipe_change)
+                _check_run(run_dir, recipe, workdir, resume=resume, force=force,
+                           allow_recipe_change=allow_recipe_change)
         except XmdError as e:
             error = e
         # A rank that refuses alone would leave the others waiting in DDP's first collective.
