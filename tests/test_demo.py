@@ -34,6 +34,10 @@ def test_tiny_demo_runs_every_stage(tmp_path):
         assert report["metrics"] and report["backend"]
     eer = json.loads((tmp_path / reports["full method / speaker-verification"]).read_text())["metrics"]["eer"]
     assert 0 <= (eer["value"] if isinstance(eer, dict) else eer) <= 1
+    # The table never sets two numbers side by side without saying whether they differ.
+    (difference,) = summary["paired"]["metrics"]["eer"]
+    assert difference["verdict"] in ("better", "worse", "not resolved")
+    assert difference["ci_low"] <= difference["difference"] <= difference["ci_high"]
     checkpoint = work / "runs" / "full" / "checkpoints" / "last" / "weights.safetensors"
     stamp = checkpoint.stat().st_mtime_ns
     again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)

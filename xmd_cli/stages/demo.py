@@ -93,24 +93,49 @@ def run_demo(*, task: str, tiny: bool, workdir: Path, seed: int | None, device: 
             recipe = full if label == "full method" else alone
             result = run_evaluate(recipe, workdir, task=evaluation, checkpoint=checkpoint, device=device, out=out)
             reports[(label, evaluation)] = result
-    rows = _comparison_rows(reports)
+    paired = _paired_with_student_alone(reports, tasks[0])
+    rows = _comparison_rows(reports, paired)
     out.table(f"xmd demo: {task} (seed {seed}, {prepared['samples']} samples; test split)", rows,
-              ("run", "task", "metric", "value"))
+              ("run", "task", "metric", "value [95 % interval]", "minus student alone [95 %], verdict"))
+    out.note("intervals: bootstrap over test identities (classes for classification), docs/evaluation.md; "
+             "\"not resolved\": the paired interval contains 0, so the data cannot tell the two runs apart")
     return {"task": task, "workdir": str(workdir), "seed": seed, "tiny": tiny,
-            "reports": {f"{label} / {evaluation}": r["report_json"] for (label, evaluation), r in reports.items()}}
+            "reports": {f"{label} / {evaluation}": r["report_json"] for (label, evaluation), r in reports.items()},
+            "paired": paired}
 
 
 HEADLINE = {"speaker-verification": ["eer", "min_dcf@0.01"], "classification": ["top1", "top5"],
             "cross-modal-matching": ["match_1:2_s2t", "match_1:2_t2s", "verification_auc"]}
 
 
-def _comparison_rows(reports: dict) -> list[tuple]:
+def _paired_with_student_alone(reports: dict, evaluation: str) -> dict:
+    """The full method minus the student alone on the same trials (or test samples), paired over identities."""
+    from xmd_cli.metrics.evidence import paired_comparison
+
+    paths = [Path(reports[(label, evaluation)]["report_json"]) for label in ("student alone", "full method")]
+    return paired_comparison(paths, [reports[(label, evaluation)] for label in ("student alone", "full method")])
+
+
+def _comparison_rows(reports: dict, paired: dict) -> list[tuple]:
+    from xmd_cli.metrics.evidence import format_difference
+
     rows = []
     for (label, evaluation), result in reports.items():
         metrics = result.get("metrics", {})
         for name in HEADLINE[evaluation]:
             value = metrics.get(name)
-            if isinstance(value, dict):
-                value = value.get("value")
-            rows.append((label, evaluation, name, "-" if value is None else f"{value:.4f}"))
+            shown = "-" if value is None else _with_interval(value)
+            versus = ""
+            if label == "full method" and name in paired.get("metrics", {}):
+                versus = format_difference(name, paired["metrics"][name][0])
+            rows.append((label, evaluation, name, shown, versus))
     return rows
+
+
+def _with_interval(value) -> str:
+    if not isinstance(value, dict):
+        return f"{value:.4f}"
+    text = f"{value['value']:.4f}"
+    if value.get("ci_low") is not None:
+        text += f" [{value['ci_low']:.4f}, {value['ci_high']:.4f}]"
+    return text
