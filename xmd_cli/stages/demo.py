@@ -96,7 +96,7 @@ def run_demo(*, task: str, tiny: bool, workdir: Path, seed: int | None, device: 
     paired = _paired_with_student_alone(reports, tasks[0])
     rows = _comparison_rows(reports, paired)
     out.table(f"xmd demo: {task} (seed {seed}, {prepared['samples']} samples; test split)", rows,
-              ("run", "task", "metric", "value [95 % interval]", "minus student alone [95 %], verdict"))
+              ("run", "metric", "value [95 %]", "minus student alone [95 %]"))
     out.note("intervals: bootstrap over test identities (classes for classification), docs/evaluation.md; "
              "\"not resolved\": the paired interval contains 0, so the data cannot tell the two runs apart")
     return {"task": task, "workdir": str(workdir), "seed": seed, "tiny": tiny,
@@ -118,24 +118,16 @@ def _paired_with_student_alone(reports: dict, evaluation: str) -> dict:
 
 def _comparison_rows(reports: dict, paired: dict) -> list[tuple]:
     from xmd_cli.metrics.evidence import format_difference
+    from xmd_cli.metrics.report import format_value
 
     rows = []
     for (label, evaluation), result in reports.items():
         metrics = result.get("metrics", {})
         for name in HEADLINE[evaluation]:
             value = metrics.get(name)
-            shown = "-" if value is None else _with_interval(value)
+            shown = format_value(name, value)  # rates in %, with the 95 % interval where there is one
             versus = ""
             if label == "full method" and name in paired.get("metrics", {}):
                 versus = format_difference(name, paired["metrics"][name][0])
-            rows.append((label, evaluation, name, shown, versus))
+            rows.append((label, name, shown, versus))  # metric names say their task
     return rows
-
-
-def _with_interval(value) -> str:
-    if not isinstance(value, dict):
-        return f"{value:.4f}"
-    text = f"{value['value']:.4f}"
-    if value.get("ci_low") is not None:
-        text += f" [{value['ci_low']:.4f}, {value['ci_high']:.4f}]"
-    return text
