@@ -200,6 +200,7 @@ def test_reports_carry_intervals_and_compare_gives_paired_verdicts(persons):
     assert backward["paired"]["metrics"]["eer"][0]["verdict"] == "worse"
 
 
+@pytest.mark.slow
 def test_compare_refuses_reports_on_different_trial_lists(persons):
     work, pairs = persons
     rng = np.random.default_rng(1)

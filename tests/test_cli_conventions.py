@@ -51,6 +51,7 @@ def test_quiet_prints_the_result_and_json_prints_one_document(tmp_path):
     assert done.stderr == ""  # and nothing else
 
 
+@pytest.mark.slow
 def test_only_rank_zero_speaks(tmp_path):
     done = xmd("prepare", "synthetic-captions", "--tiny", "-w", str(tmp_path / "w"), "--json", env={"RANK": "1"})
     assert done.stdout == "" and done.stderr == ""

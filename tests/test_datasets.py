@@ -126,6 +126,7 @@ def test_image_dataset_train_and_eval(manifest):
     assert images.shape == (3, 3, 32, 32) and lengths is None and labels.tolist() == [0, 1, 2]
 
 
+@pytest.mark.slow
 def test_build_dataset_follows_the_student(manifest):
     speech = build_dataset(manifest, "train", StudentConfig(crop_seconds=0.25), train=True, noise_snr=[0, 10])
     assert isinstance(speech, SpeechDataset) and speech[0][0].shape == (RATE // 4,)

@@ -44,6 +44,7 @@ def voxceleb_tree(root: Path, *, rates=(16000,)) -> None:
 
 
 # ---------------------------------------------------------------- trial lists
+@pytest.mark.slow
 def test_kaldi_trial_list_in_prepare_and_mixed_rates_warned(tmp_path):
     root, work = tmp_path / "vox", tmp_path / "work"
     voxceleb_tree(root, rates=(16000, 8000))
@@ -139,6 +140,7 @@ def test_test_fraction_for_imagefolder_and_table(tmp_path):
     assert split_counts(tmp_path / "w4")[("cat", "test")] == 5
 
 
+@pytest.mark.slow
 def test_test_fraction_errors_name_the_key(tmp_path):
     root = tmp_path / "images"
     imagefolder(root, per_class=3)

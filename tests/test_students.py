@@ -103,6 +103,7 @@ def test_image_cnn_learns_to_separate_two_classes():
     assert losses[-1] < 0.2 * losses[0]
 
 
+@pytest.mark.slow
 def test_resnet18_loads_local_weights_and_never_downloads(tmp_path):
     import torchvision
 

@@ -26,6 +26,7 @@ def _sample(tmp_path, name, image: Image.Image) -> Sample:
     return Sample(id=name, label="x", split="train", images=[name])
 
 
+@pytest.mark.slow
 def test_a_photo_and_its_mirror_embed_within_0_2(teacher, tmp_path):
     import matplotlib.cbook
 
