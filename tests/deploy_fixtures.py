@@ -1,4 +1,4 @@
-"""Shared by test_embed and test_export: the CLI runner, and checkpoints without training.
+"""Shared by test_embed, test_export and test_evaluate: the CLI runner, and checkpoints without training.
 
 A randomly initialised student saved exactly as `xmd train` saves it is enough
 where a test is about the plumbing around a student (embedding files, resuming,

@@ -11,9 +11,8 @@ import shutil
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
+from deploy_fixtures import flat, xmd
 
-from xmd_cli.cli import app
 from xmd_cli.metrics.verification import verification_summary
 from xmd_cli.shards.format import read_meta
 from xmd_cli.stages.evaluation.verification import nearest_centroid_identification
@@ -21,7 +20,6 @@ from xmd_cli.stages.evaluation.verification import nearest_centroid_identificati
 # The fixtures train the checkpoints that are evaluated.
 pytestmark = pytest.mark.slow
 
-runner = CliRunner()
 ECAPA = ["--set", "student.arch=ecapa", "--set", "student.modality=speech",
          "--set", "student.channels=[32,32,32,32,96]", "--set", "student.attention_channels=16",
          "--set", "student.embedding_dim=32", "--set", "training.epochs=1", "--set", "training.batch_size=8",
@@ -29,18 +27,6 @@ ECAPA = ["--set", "student.arch=ecapa", "--set", "student.modality=speech",
 IMAGE = ["--set", "student.image_size=32", "--set", "student.image_channels=[8,8,16,16]",
          "--set", "student.embedding_dim=16", "--set", "training.epochs=1", "--set", "training.batch_size=8",
          "--set", "method.qaw.enabled=false"]
-
-
-def xmd(*args, code=0):
-    result = runner.invoke(app, [str(a) for a in args])
-    assert result.exit_code == code, result.output
-    if code:
-        assert "Traceback" not in result.output and isinstance(result.exception, SystemExit)
-    return result
-
-
-def flat(text):
-    return " ".join(text.split())
 
 
 @pytest.fixture(scope="module")

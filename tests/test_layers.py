@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent / "xmd_cli"
 # Lowest first. A unit is a top-level module or subpackage of xmd_cli ("xmd_cli" is its __init__).
 LAYERS = [
     {"xmd_cli", "errors", "vocab"},
-    {"registry", "console", "io", "plotting", "provenance"},
+    {"registry", "console", "io", "plotting", "safe_yaml", "provenance"},
     {"recipe"},
     {"recipe_files"},
     {"data", "shards"},
