@@ -24,13 +24,9 @@ from torch import nn
 
 from xmd_cli.errors import XmdError
 from xmd_cli.registry import Registry
-from xmd_cli.vocab import IMAGE_ARCHS, SPEECH_ARCHS, is_speech_arch
+from xmd_cli.vocab import IMAGE_ARCHS, SPEECH_ARCHS
 
 STUDENTS: Registry[Callable[..., nn.Module]] = Registry("student", key="student.arch")
-
-
-def is_speech_student(config) -> bool:
-    return is_speech_arch(config.arch)
 
 
 def _speech_student(config, encoder: nn.Module) -> nn.Module:

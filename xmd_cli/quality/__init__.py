@@ -33,13 +33,9 @@ SCORERS.add("image", "xmd_cli.quality.image:ImageScorer")
 SCORERS.add("text", "xmd_cli.quality.text:TextScorer")
 
 
-def _scorer_class(modality: str) -> type[Scorer]:
-    return SCORERS.get(modality)
-
-
 def default_signals(modality: str) -> tuple[Signal, ...]:
     """The signals of a modality with their default weights and mid-points."""
-    return _scorer_class(modality).DEFAULTS
+    return SCORERS.get(modality).DEFAULTS
 
 
 def get_scorer(modality: str, weights: dict[str, float] | None = None, midpoints: dict[str, float] | None = None,
@@ -50,7 +46,7 @@ def get_scorer(modality: str, weights: dict[str, float] | None = None, midpoints
     that an unknown signal is reported as `quality.student.weights.snr_dbb`.
     `options` go to the scorer (the face scorer takes `device` and `batch_size`).
     """
-    return _scorer_class(modality)(weights, midpoints, key=key, **options)
+    return SCORERS.get(modality)(weights, midpoints, key=key, **options)
 
 
 def scorer_for_side(config: "QualitySideConfig", side: str, **options) -> Scorer:
