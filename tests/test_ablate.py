@@ -39,6 +39,37 @@ def test_sweeps_add_rows_over_the_full_method():
         build_rows("nope", [])
 
 
+def test_a_grid_file_gives_its_own_rows_and_rows_picks_some(tmp_path):
+    grid = tmp_path / "augment.yaml"
+    grid.write_text("none: {method: {feature: {loss: none}, classifier: {kind: none}}}\n"
+                    "none+drops: {method: {feature: {loss: none}, classifier: {kind: none}},\n"
+                    "             training: {augment: {drop_chunk: true, drop_freq: true}}}\n")
+    rows = build_rows(str(grid), ["method.feature.margin=0.1"])
+    assert list(rows) == ["none", "none+drops", "full/margin=0.1"]
+    assert rows["none+drops"]["training"] == {"augment": {"drop_chunk": True, "drop_freq": True}}
+    assert build_rows(str(grid), [], only=["none+drops"]) == {"none+drops": rows["none+drops"]}
+    assert list(build_rows("paper", [], only=["full", "none"])) == ["none", "full"]  # the grid's order
+    with pytest.raises(XmdError, match="no row 'fulll'"):
+        build_rows("quick", [], only=["fulll"])
+    (tmp_path / "no-none.yaml").write_text("full: {method: {qaw: {enabled: true}}}\n")
+    with pytest.raises(XmdError, match="needs a 'none' row"):
+        build_rows(str(tmp_path / "no-none.yaml"), [])
+    (tmp_path / "flat.yaml").write_text("none: 3\n")
+    with pytest.raises(XmdError, match="row 'none': expected a mapping"):
+        build_rows(str(tmp_path / "flat.yaml"), [])
+    with pytest.raises(XmdError, match="cannot read the grid file"):
+        build_rows(str(tmp_path / "missing.yaml"), [])
+
+
+def test_a_bad_row_in_a_grid_file_stops_before_any_run(tmp_path):
+    grid = tmp_path / "bad.yaml"
+    grid.write_text("none: {method: {feature: {loss: none}}}\nwrong: {training: {epochz: 3}}\n")
+    result = runner.invoke(app, ["ablate", "-r", "demo-captions", "-w", str(tmp_path / "w"), "--grid", str(grid),
+                                 "--seeds", "1", "-q"])
+    assert result.exit_code != 0 and "epochz" in result.output
+    assert not (tmp_path / "w" / "runs").exists()
+
+
 def _value(recipe_dict: dict, key: tuple):
     for part in key:
         recipe_dict = recipe_dict[part]
@@ -138,4 +169,12 @@ def test_quick_grid_over_two_seeds_writes_its_tables(tmp_path, monkeypatch):
     again = runner.invoke(app, ["ablate", "-r", "demo-captions", "-w", "w", "--grid", "quick", "--seeds", "2",
                                 *tiny, "--json", "-q"])
     assert again.exit_code == 0
+    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
+    # A grid file's `none` row is quick's `none` (same base recipe, same row name): --rows none reuses its runs.
+    grid = tmp_path / "mine.yaml"
+    grid.write_text(yaml.safe_dump({"none": PAPER_GRID["none"]}))
+    mine = runner.invoke(app, ["ablate", "-r", "demo-captions", "-w", "w", "--grid", str(grid), "--rows", "none",
+                               "--seeds", "2", *tiny, "--json", "-q"])
+    assert mine.exit_code == 0, mine.output
+    assert json.loads(mine.stdout)["runs"] == 2 and "ablations/demo-captions-mine-" in json.loads(mine.stdout)["directory"]
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())

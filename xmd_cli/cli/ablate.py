@@ -28,11 +28,16 @@ from xmd_cli.errors import XmdError
 @user_errors
 def ablate(recipe: RecipeOpt = None, workdir: WorkdirOpt = DEFAULT_WORKDIR, set_: SetOpt = None,
            grid: Annotated[str, typer.Option(help="paper (METHOD.md's rows plus control teachers), "
-                                                  "paper-no-controls, or quick (none, hard-cosine, full).")] = "paper",
+                                                  "paper-no-controls, quick (none, hard-cosine, full), or a "
+                                                  ".yaml file mapping row names to the recipe fields they "
+                                                  "change (with a `none` row).")] = "paper",
            seeds: Annotated[int, typer.Option(min=1, help="Seeds 0..N-1 for every row.")] = 3,
            sweep: Annotated[Optional[list[str]], typer.Option(
                help="Extra rows: KEY=V1,V2,... applied to the full method, e.g. method.feature.margin=0,0.1,0.3 "
                     "or training.train_fraction=0.25,0.5 (repeatable).")] = None,
+           rows: Annotated[Optional[str], typer.Option(
+               help="Only these rows of the grid (and its sweeps), comma-separated, e.g. none,full; finished "
+                    "runs are reused, so a subset costs only its own runs.")] = None,
            device: DeviceOpt = Device.auto, json_: JsonOpt = False, verbose: VerboseOpt = 0, quiet: QuietOpt = False):
     """Run the ablation grid over seeds: per row mean ± std, the difference to `none` (95 % interval, verdict).
 
@@ -48,5 +53,7 @@ def ablate(recipe: RecipeOpt = None, workdir: WorkdirOpt = DEFAULT_WORKDIR, set_
     out = output(json_, verbose, quiet)
     path = find_recipe(recipe)
     summary = run_ablate(load(recipe, set_), path, list(set_ or []), workdir, grid=grid, seeds=seeds,
-                         sweeps=list(sweep or []), device=device.value, out=out)
+                         sweeps=list(sweep or []),
+                         rows_only=[r.strip() for r in rows.split(",") if r.strip()] if rows else None,
+                         device=device.value, out=out)
     out.result(summary)

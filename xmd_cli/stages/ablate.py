@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,7 @@ from xmd_cli.metrics.ablation import seed_paired
 from xmd_cli.metrics.evidence import load_evidence
 from xmd_cli.plotting import pyplot, save_figure
 from xmd_cli.recipe import Recipe, deep_merge, load_recipe, parse_override
+from xmd_cli.safe_yaml import decode, parse_yaml
 from xmd_cli.shards.fingerprint import Fingerprint
 from xmd_cli.vocab import CONTROL_TEACHERS
 
@@ -85,14 +87,59 @@ def _nested(key: str, value) -> dict:
     return value
 
 
-def build_rows(grid: str, sweeps: list[str], base_row: str = "full") -> dict[str, dict]:
-    if grid not in GRIDS:
-        raise XmdError(f"--grid {grid!r}: expected one of {', '.join(GRIDS)}")
-    rows = dict(GRIDS[grid])
+ROW_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+=,-]*(/[A-Za-z0-9_.+=,-]+)*$")
+
+
+def grid_file_rows(path: Path) -> dict[str, dict]:
+    """A grid of one's own: a YAML mapping of row name -> the recipe fields the row changes.
+
+    It needs a `none` row (the reference every row is compared with); each row's changes are
+    checked against the recipe schema before any run starts (`run_ablate`).
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise XmdError(f"{path}: cannot read the grid file ({e.strerror})",
+                       hint="--grid takes paper, paper-no-controls, quick or a .yaml file of rows") from None
+    raw, _ = parse_yaml(decode(data, str(path)), str(path))
+    if raw is not None and not isinstance(raw, dict):
+        raise XmdError(f"{path}: a grid must map row names to recipe changes, got {type(raw).__name__}")
+    if not raw:
+        raise XmdError(f"{path}: an empty grid", hint="map each row name to the recipe fields it changes, e.g. "
+                       "none: {method: {feature: {loss: none}, classifier: {kind: none}}}")
+    for name, changes in raw.items():
+        if not isinstance(name, str) or not ROW_NAME.match(name):
+            raise XmdError(f"{path}: row name {name!r}: use letters, digits and _ . + = , - (/ between parts)")
+        if not isinstance(changes, dict):
+            raise XmdError(f"{path}: row {name!r}: expected a mapping of recipe fields, got "
+                           f"{type(changes).__name__}", hint="e.g. full: {method: {qaw: {enabled: true}}}")
+    if REFERENCE not in raw:
+        raise XmdError(f"{path}: the grid needs a {REFERENCE!r} row, the reference every row is compared with",
+                       hint="none: {method: {feature: {loss: none}, classifier: {kind: none}, "
+                            "qaw: {enabled: false}}} is the student alone")
+    return raw
+
+
+def build_rows(grid: str, sweeps: list[str], base_row: str = "full", only: list[str] | None = None
+               ) -> dict[str, dict]:
+    """The grid's rows (a built-in name or a YAML file), its sweeps' rows, cut to `only` when given."""
+    if grid in GRIDS:
+        rows = dict(GRIDS[grid])
+    elif Path(grid).suffix in (".yaml", ".yml"):
+        rows = grid_file_rows(Path(grid))
+    else:
+        raise XmdError(f"--grid {grid!r}: expected one of {', '.join(GRIDS)}, or a .yaml file of rows")
+    base = rows.get(base_row, PAPER_GRID[base_row])
     for text in sweeps:
         key, values = parse_sweep(text)
         for value in values:
-            rows[f"{base_row}/{key.split('.')[-1]}={value}"] = deep_merge(PAPER_GRID[base_row], _nested(key, value))
+            rows[f"{base_row}/{key.split('.')[-1]}={value}"] = deep_merge(base, _nested(key, value))
+    if only:
+        unknown = [name for name in only if name not in rows]
+        if unknown:
+            raise XmdError(f"--rows: no row {', '.join(map(repr, unknown))} in this grid",
+                           hint=f"its rows: {', '.join(rows)}")
+        rows = {name: rows[name] for name in rows if name in only}
     return rows
 
 
@@ -169,10 +216,11 @@ def resolved_settings(run: Recipe, keys: list[tuple[str, ...]]) -> dict:
 
 
 def run_ablate(recipe: Recipe, recipe_path: Path | None, overrides: list[str], workdir: Path, *, grid: str,
-               seeds: int, sweeps: list[str], device: str = "auto", out: Output | None = None) -> dict:
+               seeds: int, sweeps: list[str], rows_only: list[str] | None = None, device: str = "auto",
+               out: Output | None = None) -> dict:
     out = out or Output()
     workdir = Path(workdir)
-    rows = {row: _with_derived(recipe, changes) for row, changes in build_rows(grid, sweeps).items()}
+    rows = {row: _with_derived(recipe, changes) for row, changes in build_rows(grid, sweeps, only=rows_only).items()}
     ensure_writable(workdir / "ablations")  # the summary is written after hours of runs: refuse a bad disk now
     per_row, notes = overrides_for_rows(rows, overrides)
     for note in notes:
@@ -181,18 +229,23 @@ def run_ablate(recipe: Recipe, recipe_path: Path | None, overrides: list[str], w
     tag = Fingerprint(recipe.model_dump(mode="json")).short[:6]
     task = recipe.evaluation.task
     all_keys = list(dict.fromkeys(k for changes in rows.values() for k in row_keys(changes)))
+    # Every run's recipe is built (and so checked) before the first one trains.
+    runs = {(row, seed): load_recipe(recipe_path, per_row[row], deep_merge(
+                changes, {"name": f"ablate-{tag}-{row.replace('/', '-')}-s{seed}", "seed": seed}))
+            for row, changes in rows.items() for seed in range(seeds)}
     results, reports = [], {}
-    for row, changes in rows.items():
+    for row in rows:
         for seed in range(seeds):
-            name = f"ablate-{tag}-{row.replace('/', '-')}-s{seed}"
-            run = load_recipe(recipe_path, per_row[row], deep_merge(changes, {"name": name, "seed": seed}))
+            run = runs[row, seed]
+            name = run.name
             report = _run_one(run, row, workdir, task, device, out)
             reports.setdefault(row, []).append(Path(report["report_json"]))
             results.append({"row": row, "seed": seed, "run": name, **resolved_settings(run, all_keys),
                             **_flat_metrics(report.get("metrics", {}))})
             out.note(f"{row} seed {seed}: {HEADLINE[task]} {results[-1].get(HEADLINE[task])}")
     paired, missing = _paired(reports, recipe)
-    return _write(results, paired, missing, workdir / "ablations" / f"{recipe.name}-{grid}-{tag}", task, seeds,
+    grid_name = grid if grid in GRIDS else Path(grid).stem
+    return _write(results, paired, missing, workdir / "ablations" / f"{recipe.name}-{grid_name}-{tag}", task, seeds,
                   notes, out)
 
 
