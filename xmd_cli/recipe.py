@@ -26,6 +26,7 @@ from xmd_cli.io import write_text
 from xmd_cli.safe_yaml import decode, key_lines, parse_yaml
 from xmd_cli.vocab import (
     ADAPTER_NAMES,
+    FACE_FALLBACKS,
     INIT_LAYOUTS,
     MODALITIES,
     REAL_TEACHERS,
@@ -187,6 +188,12 @@ class QualitySideConfig(Section):
                                       "combined score (docs/quality.md lists the signals)")
     midpoints: dict[str, float] = Field(default_factory=dict, description="signal name -> the value that scores "
                                         "0.5 on its logistic")
+    fallback: Literal[FACE_FALLBACKS] = Field(
+        "image-stats", description="face scorer: what a photo where MTCNN finds no face scores (drawn faces are "
+        "often missed): image-stats (the whole frame's sharpness, noise, exposure and contrast, times "
+        "fallback_cap) or none (0); other modalities ignore it")
+    fallback_cap: float = Field(0.25, gt=0, le=1, description="face scorer, fallback image-stats: the most a photo "
+                                "without a detected face can score (a clean detected demo face scores about 0.5)")
 
 
 class QualityConfig(Section):

@@ -11,6 +11,10 @@ from __future__ import annotations
 # What a sample can carry, and what a teacher, scorer or student can take.
 MODALITIES = ("face", "speech", "image", "text")
 
+# What the face quality scorer gives a photo where MTCNN finds no face: the whole
+# frame's image statistics, capped (docs/quality.md), or 0.
+FACE_FALLBACKS = ("image-stats", "none")
+
 # Teachers with a network of their own, and control teachers derived from a real
 # teacher's store (label-only, shuffled or random vectors: docs/diagnose.md).
 REAL_TEACHERS = ("face", "text", "checkpoint", "dlib")

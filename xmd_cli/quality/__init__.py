@@ -6,8 +6,10 @@
 
 Each scorer measures named raw signals, squashes each with a logistic around a
 mid-point and combines them by a weighted geometric mean into [0, 1]
-(`xmd_cli.quality.combine`). Unusable input (no face, silence, an unreadable
-file, empty text) scores 0 with a reason and never raises. The formula and the
+(`xmd_cli.quality.combine`). Unusable input (silence, an unreadable file, empty
+text; no face with the face fallback off) scores 0 with a reason and never
+raises. A photo without a detected face scores by the face scorer's fallback
+(its image statistics, capped) unless `fallback="none"`. The formula and the
 default constants are in docs/quality.md.
 """
 
@@ -44,11 +46,14 @@ def get_scorer(modality: str, weights: dict[str, float] | None = None, midpoints
 
     `key` is the recipe path the overrides came from (e.g. "quality.student"), so
     that an unknown signal is reported as `quality.student.weights.snr_dbb`.
-    `options` go to the scorer (the face scorer takes `device` and `batch_size`).
+    `options` go to the scorer (the face scorer takes `device`, `batch_size`,
+    `fallback` and `fallback_cap`).
     """
     return SCORERS.get(modality)(weights, midpoints, key=key, **options)
 
 
 def scorer_for_side(config: "QualitySideConfig", side: str, **options) -> Scorer:
     """The scorer of one side of a recipe's `quality` section (`side` is "teacher" or "student")."""
+    if config.modality == "face":
+        options = {"fallback": config.fallback, "fallback_cap": config.fallback_cap, **options}
     return get_scorer(config.modality, config.weights, config.midpoints, key=f"quality.{side}", **options)

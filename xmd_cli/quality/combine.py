@@ -23,9 +23,10 @@ monotone in every signal, a weight of 0 removes a signal, a weight of 2 counts
 it as two independent checks, an aspect that is fine (s near 1) costs almost
 nothing, and it has the same form as the QAW combination q = qT^alpha * qS^beta.
 
-A condition that makes a sample unusable outright (no face found, silence, an
-unreadable file, empty text) does not go through the formula: the scorer returns
-score 0 with the reason.
+A condition that makes a sample unusable outright (silence, an unreadable file,
+empty text) does not go through the formula: the scorer returns score 0 with the
+reason. A photo without a detected face gets the face scorer's fallback score
+(or 0 with the fallback off), also with the reason.
 """
 
 from __future__ import annotations
@@ -73,7 +74,9 @@ class QualityResult:
 
     score: float
     signals: dict[str, float] = field(default_factory=dict)
-    reason: str | None = None  # why the score was forced to 0; None for a measured sample
+    # Why the signals were not measured: the score is 0, or a fallback's (the face scorer's image-stats
+    # for a photo without a detected face). None for a measured sample.
+    reason: str | None = None
 
 
 def combine(values: dict[str, float], signals: Iterable[Signal]) -> float:

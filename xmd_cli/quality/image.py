@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from xmd_cli.quality.combine import QualityResult, Scorer, Signal
+from xmd_cli.quality.combine import QualityResult, Scorer, Signal, combine
 
 # Images larger than this (longer side, pixels) are reduced before measuring: the
 # measures describe the picture a model would see, and a 24-megapixel photo would
@@ -77,6 +77,51 @@ NOISE = Signal("noise", 15.0, -0.4, 1.0, "grey levels", "estimated std of white 
 BRIGHTNESS = Signal("brightness", 0.15, 40.0, 1.0, "0..1", "mean grey level; under-exposure lowers it")
 CONTRAST = Signal("contrast", 0.05, 60.0, 1.0, "0..1", "RMS contrast: std of grey levels")
 OVEREXPOSED = Signal("overexposed", 0.25, -30.0, 1.0, "share", "share of pixels burnt out (grey >= 250)")
+
+
+FRAME_SIGNALS = (SHARPNESS, NOISE, BRIGHTNESS, CONTRAST, OVEREXPOSED)
+
+
+def frame_quality(image, signals: tuple[Signal, ...] = FRAME_SIGNALS) -> tuple[float, dict[str, float]]:
+    """No-reference quality of a whole picture: sharpness, noise, exposure and contrast in one score.
+
+    The picture (reduced to at most `MAX_SIDE` pixels) is measured with the
+    image scorer's signals and they are combined by their weighted product, as
+    every scorer combines its signals (`xmd_cli.quality.combine`). Nothing is
+    detected: the face scorer uses it for photos where MTCNN finds no face.
+
+    Parameters
+    ----------
+    image : PIL.Image.Image
+        The picture, any mode (it is converted to RGB and then to grey levels).
+    signals : tuple of Signal, optional
+        Which signals count, with their mid-points and weights; names among
+        `sharpness`, `noise`, `brightness`, `contrast` and `overexposed`. The
+        image scorer's defaults when not given.
+
+    Returns
+    -------
+    score : float
+        In [0, 1]; 1 when every signal is fine, near 0 when one fails.
+    values : dict of str to float
+        The raw signals measured on the picture, by name.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from PIL import Image
+    >>> rng = np.random.default_rng(0)
+    >>> checks = np.kron(rng.integers(60, 200, (8, 8)), np.ones((16, 16)))  # sharp edges, mid-grey
+    >>> sharp = Image.fromarray(checks.astype(np.uint8))
+    >>> score, values = frame_quality(sharp)
+    >>> score > 0.9, sorted(values)
+    (True, ['brightness', 'contrast', 'noise', 'overexposed', 'sharpness'])
+    >>> dark = Image.fromarray((checks * 0.1).astype(np.uint8))
+    >>> frame_quality(dark)[0] < 0.1
+    True
+    """
+    values = image_signals(grey(np.asarray(limit_size(image.convert("RGB")))))
+    return combine(values, signals), values
 
 
 def as_rgb_image(item):

@@ -15,8 +15,13 @@ from xmd_cli.shards.locate import find_store
 
 def quality_components(side: QualitySideConfig, manifest: Manifest, signals: list[str]) -> dict:
     """Everything that determines a quality store's values."""
-    return {"scorer": side.modality, "weights": side.weights, "midpoints": side.midpoints,
-            "columns": ["score", *signals], "manifest_sha256": manifest.fingerprint, "xmd_version": __version__}
+    components = {"scorer": side.modality, "weights": side.weights, "midpoints": side.midpoints,
+                  "columns": ["score", *signals], "manifest_sha256": manifest.fingerprint,
+                  "xmd_version": __version__}
+    if side.modality == "face":  # the other scorers have no fallback: their stores keep their fingerprints
+        components["fallback"] = side.fallback
+        components["fallback_cap"] = side.fallback_cap if side.fallback != "none" else None
+    return components
 
 
 def quality_store(side: QualitySideConfig, manifest: Manifest, *, allow_stale: bool, out=None):

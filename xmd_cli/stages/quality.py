@@ -1,9 +1,11 @@
 """`xmd score-quality`: one quality row a sample, for one modality, into a shard store.
 
 A row is [combined score, signal 1, signal 2, ...] (float32; the column names are
-in the store's fingerprint). A sample that cannot be scored (no face, silence,
-an unreadable file) gets score 0 and its reason in reasons.jsonl; its unmeasured
-signals are stored as 0. Resumable like every store: scored samples are skipped.
+in the store's fingerprint). A sample that cannot be scored (silence, an
+unreadable file, no face with the face fallback off) gets score 0 and its reason
+in reasons.jsonl; its unmeasured signals are stored as 0. A photo without a
+detected face scored by the face fallback keeps its fallback score and has its
+reason there too. Resumable like every store: scored samples are skipped.
 """
 
 from __future__ import annotations
@@ -118,6 +120,7 @@ def _summarise(store: Path, manifest: Manifest, modality: str, names: list[str],
     ids = [s.id for s in manifest.samples]
     rows = reader.get(ids)
     measured = np.array([i not in reasons for i in ids])
+    fallback = int(np.sum(~measured & (rows[:, 0] > 0)))  # the face fallback's scores: a reason, score > 0
     columns = ["score", *names]
     percentiles = {}
     for c, name in enumerate(columns):
@@ -129,8 +132,11 @@ def _summarise(store: Path, manifest: Manifest, modality: str, names: list[str],
     _histogram(rows[:, 0], histogram, f"{modality} quality, {len(ids)} samples")
     out.table(f"score-quality {modality} (percentiles; signals over the {int(measured.sum())} scorable samples)",
               [(n, *p.values()) for n, p in percentiles.items()], ("signal", "p5", "p25", "p50", "p75", "p95"))
-    out.note(f"{len(reasons)} sample(s) scored 0 with a reason (in {store / REASONS}); histogram {histogram}")
-    return {"store": str(store), "modality": modality, "samples": len(ids), "unscorable": len(reasons),
+    out.note(f"{len(reasons) - fallback} sample(s) scored 0 with a reason"
+             + (f", {fallback} by the fallback (no face found)" if fallback else "")
+             + f" (in {store / REASONS}); histogram {histogram}")
+    return {"store": str(store), "modality": modality, "samples": len(ids), "unscorable": len(reasons) - fallback,
+            "fallback": fallback,
             "columns": columns, "percentiles": percentiles, "histogram": str(histogram)}
 
 
