@@ -176,5 +176,6 @@ def test_quick_grid_over_two_seeds_writes_its_tables(tmp_path, monkeypatch):
     mine = runner.invoke(app, ["ablate", "-r", "demo-captions", "-w", "w", "--grid", str(grid), "--rows", "none",
                                "--seeds", "2", *tiny, "--json", "-q"])
     assert mine.exit_code == 0, mine.output
-    assert json.loads(mine.stdout)["runs"] == 2 and "ablations/demo-captions-mine-" in json.loads(mine.stdout)["directory"]
+    mine_summary = json.loads(mine.stdout)
+    assert mine_summary["runs"] == 2 and "ablations/demo-captions-mine-" in mine_summary["directory"]
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
