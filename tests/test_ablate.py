@@ -177,5 +177,5 @@ def test_quick_grid_over_two_seeds_writes_its_tables(tmp_path, monkeypatch):
                                "--seeds", "2", *tiny, "--json", "-q"])
     assert mine.exit_code == 0, mine.output
     mine_summary = json.loads(mine.stdout)
-    assert mine_summary["runs"] == 2 and "ablations/demo-captions-mine-" in mine_summary["directory"]
+    assert mine_summary["runs"] == 2 and "ablations/demo-captions-mine-rows-" in mine_summary["directory"]
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())

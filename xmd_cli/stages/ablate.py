@@ -244,9 +244,23 @@ def run_ablate(recipe: Recipe, recipe_path: Path | None, overrides: list[str], w
                             **_flat_metrics(report.get("metrics", {}))})
             out.note(f"{row} seed {seed}: {HEADLINE[task]} {results[-1].get(HEADLINE[task])}")
     paired, missing = _paired(reports, recipe)
-    grid_name = grid if grid in GRIDS else Path(grid).stem
-    return _write(results, paired, missing, workdir / "ablations" / f"{recipe.name}-{grid_name}-{tag}", task, seeds,
+    return _write(results, paired, missing, workdir / "ablations" / ablation_name(recipe.name, grid, tag, seeds,
+                                                                                   rows_only), task, seeds,
                   notes, out)
+
+
+def ablation_name(recipe_name: str, grid: str, tag: str, seeds: int, rows_only: list[str] | None) -> str:
+    """`demo-persons-paper-99b9ba`; a row subset or other seed count gets its own folder, never overwriting.
+
+    >>> ablation_name("r", "quick", "abc123", 3, None), ablation_name("r", "g/mine.yaml", "abc123", 1, ["none"])
+    ('r-quick-abc123', 'r-mine-rows-2b3271-s1-abc123')
+    """
+    name = f"{recipe_name}-{grid if grid in GRIDS else Path(grid).stem}"
+    if rows_only:
+        name += f"-rows-{Fingerprint({'rows': sorted(rows_only)}).short[:6]}"
+    if seeds != 3:
+        name += f"-s{seeds}"
+    return f"{name}-{tag}"
 
 
 def _run_one(run: Recipe, row: str, workdir: Path, task: str, device: str, out: Output) -> dict:
