@@ -261,12 +261,18 @@ def test_diagnose_command_writes_the_report_with_verdicts(tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert {k: x["code"] for k, x in report["verdicts"].items()} == {
-        "separability": "separates", "beyond_label": "structured", "cka": "not-measured",
-        "quality_reliability": "informative", "qaw_effective": "not-measured"}  # no speech quality store
+        "separability": "separates", "beyond_label": "structured", "class_attributes": "no-attributes",
+        "cka": "not-measured", "quality_reliability": "informative",
+        "qaw_effective": "not-measured"}  # no speech quality store; no shared.* attribute
+    class_level = {a["attribute"]: a for a in report["class_attributes"]["attributes"]}
+    assert report["class_attributes"]["classes"] == K and "varies within a class" in class_level["colour"]["skipped"]
+    assert "fewer than two values held by 3" in class_level["shape"]["skipped"]  # one class per shape
     out = tmp_path / "reports" / "run" / "diagnose"
     assert json.loads((out / "report.json").read_text())["verdicts"] == report["verdicts"]
     markdown = (out / "report.md").read_text()
     assert report["headline"] in markdown and "| colour | balanced_accuracy |" in markdown
+    assert "## Attributes predicted from the class means" in markdown and "| shape | | | | | 6 | fewer" in markdown
+    assert "Class-level attributes" in markdown and "| class-level attributes | 6 class means;" in markdown
     assert (out / "separability.png").stat().st_size > 1000 and (out / "quality-reliability.png").exists()
     assert report["samples"] == K * PER and report["teacher_kind"] == "text"
 

@@ -6,6 +6,7 @@ of that on the teacher store (and, optionally, a student-alone checkpoint):
 
   separability         does the teacher separate the classes (CV nearest-centroid, linear probe, cosines)
   beyond_label         how much teacher variance is left within classes, and is it structured or noise
+  class_attributes     do the teacher's class means predict what is constant within each class (gender, build, ...)
   cka                  linear CKA between teacher and student-alone embeddings, overall and within classes
   quality_reliability  does the quality score track how far a sample sits from its class in teacher space
   verdicts             the thresholds, and a plain-language verdict for each measurement

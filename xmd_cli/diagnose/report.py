@@ -41,6 +41,7 @@ def summary_rows(report: dict) -> list[tuple[str, str, str]]:
                      f"directions {directions.get('explained', float('nan')):.3f} vs null "
                      f"{directions.get('null_mean', float('nan')):.3f}" + ("; " + ", ".join(found) if found else ""),
                      verdicts["beyond_label"]["code"]))
+    rows.append(_class_level_row(report.get("class_attributes"), verdicts.get("class_attributes")))
     if cka:
         rows.append(("shared structure (CKA)", f"overall {cka['overall']['cka']:.3f} (null "
                      f"{cka['overall']['null_mean']:.3f}), within classes {cka['within_class']['cka']:.3f} "
@@ -64,11 +65,38 @@ def summary_rows(report: dict) -> list[tuple[str, str, str]]:
     return rows
 
 
+def _class_level_row(m: dict | None, verdict: dict | None) -> tuple[str, str, str]:
+    """The console/report.md row of the class-level attribute probe."""
+    code = (verdict or {}).get("code", "no-attributes")
+    if not m or "skipped" in m:
+        return ("class-level attributes", (m or {}).get("skipped", "not measured"), code)
+    scored = [f"{a['attribute']} {a['score']:.2f} (null {a['null_mean']:.2f}, p {a['p']:.2f})"
+              for a in m["attributes"] if "score" in a]
+    return ("class-level attributes", f"{m['classes']} class means; " + (", ".join(scored) if scored else
+            "none measurable (report.md says why)"), code)
+
+
+def _attribute_table(title: str, attributes: list[dict], classes: bool) -> list[str]:
+    """A markdown table of attribute probes: scored rows, and skipped ones with why in the note column."""
+    head = "| attribute | metric | score | null mean | p |" + (" classes |" if classes else "") + " note |"
+    lines = ["", f"## {title}", "", head, "|---" * (head.count("|") - 1) + "|"]
+    for a in attributes:
+        extra = f" {a.get('classes', '')} |" if classes else ""
+        if "score" in a:
+            note = f"{a['left_out_classes']} classes of rare values left out" if a.get("left_out_classes") else ""
+            lines.append(f"| {a['attribute']} | {a['metric']} | {a['score']:.3f} | {a['null_mean']:.3f} | "
+                         f"{a['p']:.3f} |{extra} {note} |")
+        else:
+            lines.append(f"| {a['attribute']} | | | | |{extra} {a['skipped']} |")
+    return lines
+
+
 def render_markdown(report: dict) -> str:
     lines = ["# xmd diagnose", "", f"**{report['headline']}**", "",
              f"Teacher store `{report['teacher_store']}` ({report['teacher_kind']}, {report['samples']} samples, "
              f"{report['classes']} classes); {report['how']}", "", "## Verdicts", ""]
     names = {"separability": "Teacher separability", "beyond_label": "Information beyond the label",
+             "class_attributes": "Class-level attributes",
              "cka": "Shared structure across modalities", "quality_reliability": "Quality vs teacher reliability",
              "qaw_effective": "QAW effective sample size"}
     lines += [f"- **{names[key]}** ({v['code']}): {v['text']}" for key, v in report["verdicts"].items()]
@@ -76,14 +104,10 @@ def render_markdown(report: dict) -> str:
     lines += [f"| {a} | {b} | {c} |" for a, b, c in summary_rows(report)]
     attributes = [a for a in report["beyond_label"].get("attributes", [])]
     if attributes:
-        lines += ["", "## Attributes predicted from the within-class residual", "",
-                  "| attribute | metric | score | null mean | p | note |", "|---|---|---|---|---|---|"]
-        for a in attributes:
-            if "score" in a:
-                lines.append(f"| {a['attribute']} | {a['metric']} | {a['score']:.3f} | {a['null_mean']:.3f} | "
-                             f"{a['p']:.3f} | |")
-            else:
-                lines.append(f"| {a['attribute']} | | | | | {a['skipped']} |")
+        lines += _attribute_table("Attributes predicted from the within-class residual", attributes, False)
+    class_level = (report.get("class_attributes") or {}).get("attributes", [])
+    if class_level:
+        lines += _attribute_table("Attributes predicted from the class means", class_level, True)
     if report.get("plots"):
         lines += ["", "## Plots", ""] + [f"![{Path(p).stem}]({Path(p).name})" for p in report["plots"]]
     return "\n".join(lines) + "\n"

@@ -69,6 +69,55 @@ def beyond_label_verdict(m: dict) -> dict:
             "and hard constraints will fit noise"}
 
 
+def found_class_attributes(m: dict) -> list[str]:
+    """Class-level attributes the class means predict: p <= SIGNIFICANT_P and ATTRIBUTE_MARGIN above the null."""
+    return [a["attribute"] for a in m.get("attributes", []) if "score" in a and a["p"] <= SIGNIFICANT_P
+            and a["score"] - a["null_mean"] >= ATTRIBUTE_MARGIN]
+
+
+def _group(name: str) -> str:
+    """The attribute's kind: its prefix (shared, face_only, voice_only, ...) or "other" without one."""
+    return name.split(".", 1)[0] if "." in name else "other"
+
+
+def class_attributes_verdict(m: dict | None) -> dict:
+    """shared-found / shared-absent / no-attributes, by whether `shared.*` attributes beat their null."""
+    if m is None or "skipped" in m:
+        reason = m["skipped"] if m else "not computed"
+        return {"code": "no-attributes", "text": f"class-level attributes not measured: {reason}"}
+    measured = [a for a in m.get("attributes", []) if "score" in a]
+    found = set(found_class_attributes(m))
+    groups: dict[str, list[dict]] = {}
+    for a in measured:
+        groups.setdefault(_group(a["attribute"]), []).append(a)
+    carried, chance = [], []
+    for group, entries in sorted(groups.items(), key=lambda g: (g[0] != "shared", g[0])):
+        shown = group.replace("_", "-")
+        hits = [f"{a['attribute'].split('.', 1)[-1]} {a['score']:.2f} (null {a['null_mean']:.2f})"
+                for a in entries if a["attribute"] in found]
+        if hits:
+            carried.append(f"the {shown} attributes ({', '.join(hits)})")
+        else:
+            chance.append(shown)
+    if carried:
+        summary = "the teacher's class means carry " + " and ".join(carried) + \
+            (f"; {', '.join(chance)} at chance" if chance else "")
+    else:
+        summary = f"the teacher's class means carry no class-level attribute ({', '.join(chance)} at chance)" \
+            if chance else ""
+    shared = groups.get("shared", [])
+    if not shared:
+        tested = f" ({summary})" if summary else ""
+        return {"code": "no-attributes", "text": "no shared attribute (shared.*) constant within classes could be "
+                f"measured{tested}: whether the teacher's class geometry holds what the student's modality also "
+                "expresses is not known"}
+    if any(a["attribute"] in found for a in shared):
+        return {"code": "shared-found", "text": f"{summary}: the teacher places classes by what the student's "
+                "modality can also express, which is what it can pass on about unseen classes"}
+    return {"code": "shared-absent", "text": f"{summary}: the teacher's class geometry does not encode the shared "
+            "attributes; expect its class-level terms to act as a label embedding at most"}
+
+
 def cka_verdict(m: dict | None) -> dict:
     if m is None:
         return {"code": "not-measured", "text": "no student-alone checkpoint given (--checkpoint): shared structure "

@@ -19,6 +19,7 @@ from xmd_cli.data.manifest import read_manifest
 from xmd_cli.diagnose import verdicts as v
 from xmd_cli.diagnose.beyond_label import beyond_label
 from xmd_cli.diagnose.cka import cka_report
+from xmd_cli.diagnose.class_attributes import class_attributes
 from xmd_cli.diagnose.quality_reliability import quality_reliability
 from xmd_cli.diagnose.report import (
     plot_cka,
@@ -67,7 +68,7 @@ def run_diagnose(recipe: Recipe, workdir: Path, *, checkpoint: Path | None = Non
     plots = []
 
     with out.progress() as progress:
-        steps = 4
+        steps = 5
         progress("diagnose", 0, steps, "separability")
         sep = separability(rows, labels, seed=seed)
         if "skipped" not in sep:
@@ -77,19 +78,22 @@ def run_diagnose(recipe: Recipe, workdir: Path, *, checkpoint: Path | None = Non
             plots.append(plot_cosines(out_dir / "separability.png", within, between))
         progress("diagnose", 1, steps, "beyond the label")
         beyond = beyond_label(rows, labels, [s.info for s in samples], seed=seed, permutations=PERMUTATIONS)
-        progress("diagnose", 2, steps, "shared structure")
+        progress("diagnose", 2, steps, "class-level attributes")
+        class_level = class_attributes(rows, labels, [s.info for s in samples], seed=seed, permutations=PERMUTATIONS)
+        progress("diagnose", 3, steps, "shared structure")
         cka = None
         if checkpoint is not None:
             cka = _cka(checkpoint, manifest, ids, rows, labels, device, seed, out)
             plots.append(plot_cka(out_dir / "cka.png", cka))
-        progress("diagnose", 3, steps, "quality vs reliability")
+        progress("diagnose", 4, steps, "quality vs reliability")
         quality, quality_store = _quality(recipe, manifest, ids, rows, labels, allow_stale, out)
         if quality is not None and "plot" in quality and "skipped" not in quality:
             plots.append(plot_quality(out_dir / "quality-reliability.png", *quality["plot"]))
         qaw = _qaw_effective(recipe, manifest, allow_stale, out)
-        progress("diagnose", 4, steps, "done")
+        progress("diagnose", 5, steps, "done")
 
     verdicts = {"separability": v.separability_verdict(sep), "beyond_label": v.beyond_label_verdict(beyond),
+                "class_attributes": v.class_attributes_verdict(class_level),
                 "cka": v.cka_verdict(cka), "quality_reliability": v.quality_verdict(quality),
                 "qaw_effective": v.qaw_effective_verdict(qaw)}
     report = {"task": "diagnose", "headline": v.headline(verdicts), "verdicts": verdicts,
@@ -99,10 +103,11 @@ def run_diagnose(recipe: Recipe, workdir: Path, *, checkpoint: Path | None = Non
               "seed": seed, "checkpoint": str(checkpoint) if checkpoint else None, "quality_store": quality_store,
               "how": (f"unit-normalised teacher rows of every sample with a row (all splits); "
                       f"{sep.get('folds', '-')}-fold stratified CV (seed {seed}); "
-                      f"attribute and direction nulls: {PERMUTATIONS} permutations; "
+                      f"attribute and direction nulls: {PERMUTATIONS} permutations (class-level attributes: "
+                      f"stratified CV over classes, values shuffled over classes); "
                       f"CKA null: {CKA_PERMUTATIONS} permutations"),
-              "separability": sep, "beyond_label": beyond, "cka": cka, "quality_reliability": quality,
-              "qaw_effective": qaw,
+              "separability": sep, "beyond_label": beyond, "class_attributes": class_level, "cka": cka,
+              "quality_reliability": quality, "qaw_effective": qaw,
               "plots": [str(p) for p in plots]}
     clean = write_diagnose_report(out_dir, report)
     out.table(f"xmd diagnose: {store.name} ({clean['teacher_kind']})", summary_rows(clean),
