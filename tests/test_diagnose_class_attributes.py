@@ -85,3 +85,19 @@ def test_the_class_level_table_and_verdict_group_by_kind():
     only_face = {**measured, "attributes": [a for a in measured["attributes"] if a["attribute"].startswith("face")]}
     assert v.class_attributes_verdict(only_face)["code"] == "no-attributes"
     assert v.class_attributes_verdict({"skipped": "fewer than two classes"})["code"] == "no-attributes"
+
+
+def test_summary_rows_show_the_class_level_row_and_survive_a_nan_direction_share():
+    """A one-row-per-class teacher (a random control) has no residual: report.json holds None, not a number."""
+    from xmd_cli.diagnose.report import summary_rows
+
+    report = {"separability": {"skipped": "-"}, "cka": None, "quality_reliability": None, "verdicts": {
+        "beyond_label": {"code": "restates-label"}, "class_attributes": {"code": "shared-absent"},
+        "cka": {"code": "not-measured"}, "quality_reliability": {"code": "not-measured"}},
+        "beyond_label": {"within_class_share": 0.0, "attributes": [],
+                         "shared_directions": {"explained": None, "null_mean": None}},
+        "class_attributes": {"classes": 8, "attributes": [{"attribute": "shared.gender", "score": 0.375,
+                                                           "null_mean": 0.5, "p": 0.9}]}}
+    rows = {name: (measured, code) for name, measured, code in summary_rows(report)}
+    assert "recurring directions nan vs null nan" in rows["beyond the label"][0]
+    assert rows["class-level attributes"] == ("8 class means; shared.gender 0.38 (null 0.50, p 0.90)", "shared-absent")

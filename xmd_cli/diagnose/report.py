@@ -23,6 +23,11 @@ def plain(value):
     return value
 
 
+def _number(value) -> float:
+    """A measurement for display: NaN where report.json holds None (a NaN, e.g. no residual at all)."""
+    return float("nan") if value is None else value
+
+
 def summary_rows(report: dict) -> list[tuple[str, str, str]]:
     """(diagnostic, what was measured, verdict) for the rich table and report.md."""
     sep, beyond = report["separability"], report["beyond_label"]
@@ -38,8 +43,8 @@ def summary_rows(report: dict) -> list[tuple[str, str, str]]:
                  for a in beyond["attributes"] if "score" in a]
         directions = beyond["shared_directions"]
         rows.append(("beyond the label", f"within-class share {beyond['within_class_share']:.3f}; recurring "
-                     f"directions {directions.get('explained', float('nan')):.3f} vs null "
-                     f"{directions.get('null_mean', float('nan')):.3f}" + ("; " + ", ".join(found) if found else ""),
+                     f"directions {_number(directions.get('explained')):.3f} vs null "
+                     f"{_number(directions.get('null_mean')):.3f}" + ("; " + ", ".join(found) if found else ""),
                      verdicts["beyond_label"]["code"]))
     rows.append(_class_level_row(report.get("class_attributes"), verdicts.get("class_attributes")))
     if cka:
