@@ -155,3 +155,18 @@ def test_prototypes_are_projected_class_means():
     assert scores == pytest.approx(expected)
     with pytest.raises(XmdError, match="class 1 has no rows"):
         prototype_scores([[1.0, 0.0]], [[1.0, 0.0]], [0], 2, lambda x: x)
+
+
+def test_ablation_summary_shows_the_tail_beside_the_headline(tmp_path):
+    from xmd_cli.console import Output
+    from xmd_cli.stages.ablate import _write
+
+    results = [{"row": row, "seed": 0, "run": f"r-{row}", "top1": top1, "top1@head": top1, "top1@tail": tail}
+               for row, top1, tail in (("none", 0.5, 0.2), ("full", 0.6, 0.4))]
+    entry = {"difference": 0.2, "ci_low": 0.05, "ci_high": 0.35, "verdict": "better", "seeds": 1}
+    paired = {"full": {"top1": {**entry, "difference": 0.1}, "top1@head": entry, "top1@tail": entry}}
+    _write(results, paired, "", tmp_path, "classification", 1, [], Output(verbosity=0))
+    table = (tmp_path / "summary.md").read_text()
+    assert "| row | top1 | top1@tail | top1 - none (95 % CI) | verdict | top1@tail - none (95 % CI) |" in table
+    assert "| full | 0.6000 ± 0.0000 | 0.4000 ± 0.0000 | +0.1000 [+0.0500, +0.3500] | better | +0.2000" in table
+    assert "top1@tail_verdict" in (tmp_path / "summary.csv").read_text()
