@@ -4,12 +4,14 @@ A fake checkpoint with a 2-D classifier and hand-placed embeddings goes through 
 stage (evaluate_classification), the real scores.npz and the real paired comparisons.
 """
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+from deploy_fixtures import xmd
 
 from xmd_cli.data.manifest import Sample
 from xmd_cli.errors import XmdError
@@ -170,3 +172,29 @@ def test_ablation_summary_shows_the_tail_beside_the_headline(tmp_path):
     assert "| row | top1 | top1@tail | top1 - none (95 % CI) | verdict | top1@tail - none (95 % CI) |" in table
     assert "| full | 0.6000 ± 0.0000 | 0.4000 ± 0.0000 | +0.1000 [+0.0500, +0.3500] | better | +0.2000" in table
     assert "top1@tail_verdict" in (tmp_path / "summary.csv").read_text()
+
+
+@pytest.mark.slow
+def test_a_world_with_a_tail_and_held_out_classes_end_to_end(tmp_path):
+    world = ["--set", "data.captions_data.class_attributes=[colour,shape]", "--set",
+             "data.captions_data.values_per_attribute=2", "--set", "data.captions_data.held_out_combinations=1",
+             "--set", "data.captions_data.tail_classes=2"]
+    tiny = ["--set", "student.image_size=32", "--set", "student.image_channels=[8,8,16,16]", "--set",
+            "student.embedding_dim=16", "--set", "training.epochs=1", "--set", "training.batch_size=8",
+            "--set", "method.qaw.enabled=false"]
+    xmd("prepare", "synthetic-captions", "--tiny", "-w", tmp_path, "-q", *world)
+    xmd("extract-teacher", "-r", "demo-captions", "-w", tmp_path, "--device", "cpu", "-q")
+    xmd("distill", "-r", "demo-captions", "-w", tmp_path, "--device", "cpu", "--set", "name=dc", *tiny, "-q")
+    xmd("train", "-r", "demo-captions", "-w", tmp_path, "--device", "cpu", "--set", "name=cls", *tiny, "-q")
+    reports = {}
+    for name in ("cls", "dc"):
+        result = xmd("evaluate", "-r", "demo-captions", "-w", tmp_path, "--set", f"name={name}", "--device", "cpu",
+                     "--task", "classification", "--set", "evaluation.bootstrap=100", "--json")
+        reports[name] = json.loads(result.stdout)
+    dc, cls = reports["dc"], reports["cls"]
+    assert dc["protocol"]["left_out_held_out"]["classes"] == 1 and dc["protocol"]["groups"]["tail"] > 0
+    assert {"top1@head", "top1@tail", "zero_shot_top1@held-out"} <= set(dc["metrics"])
+    assert cls["protocol"]["zero_shot"].startswith("needs a distilled checkpoint")
+    compared = json.loads(xmd("evaluate", "--compare", tmp_path / "reports" / "cls-classification",
+                              tmp_path / "reports" / "dc-classification", "--json").stdout)
+    assert compared["paired"]["metrics"]["top1@tail"][0]["verdict"] in {"better", "worse", "not resolved"}
