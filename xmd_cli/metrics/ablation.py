@@ -25,6 +25,7 @@ import numpy as np
 
 from xmd_cli.errors import XmdError
 from xmd_cli.metrics import bootstrap
+from xmd_cli.metrics.evidence import classification_groups
 
 SEED_STREAM = 1  # the seed draw's generator is default_rng([seed, SEED_STREAM]), apart from the identity draw's
 
@@ -55,9 +56,15 @@ def _per_run(evidence: dict[str, list[dict]], kind: str, *, p_targets, resamples
         point_array = np.array([[p[name] for name in names] for p in points])
         value_array = np.stack(values)
     else:
-        accuracy, resampled = bootstrap.resampled_accuracy([run["correct"] for run in runs], first["classes"],
-                                                           resamples=resamples, seed=seed)
-        names, point_array, value_array = ["top1"], accuracy[:, None], resampled[:, :, None]
+        corrects = [run["correct"] for run in runs]
+        names, columns = ["top1"], [bootstrap.resampled_accuracy(corrects, first["classes"], resamples=resamples,
+                                                                 seed=seed)]
+        for name, mask in classification_groups(first):  # top1@tail, ...: the same samples in every run
+            names.append(name)
+            columns.append(bootstrap.resampled_accuracy([c[mask] for c in corrects], first["classes"][mask],
+                                                        resamples=resamples, seed=seed))
+        point_array = np.stack([point for point, _ in columns], axis=-1)  # (runs x metrics)
+        value_array = np.stack([values for _, values in columns], axis=-1)  # (runs x resamples x metrics)
     by_point, by_value, at = {}, {}, 0
     for row in rows:
         n = len(evidence[row])

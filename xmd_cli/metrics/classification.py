@@ -12,6 +12,8 @@ import numpy as np
 
 from xmd_cli.errors import XmdError
 
+HEAD = "head"  # the group of a test sample that carries no `info.group` mark
+
 
 def _check(scores, labels) -> tuple[np.ndarray, np.ndarray]:
     scores = np.asarray(scores, dtype=np.float64)
@@ -129,3 +131,81 @@ def classification_summary(scores, labels, class_names: list[str] | None = None,
     summary["confusion"] = matrix.tolist()
     summary["class_names"] = names
     return summary
+
+
+def group_names(groups) -> np.ndarray:
+    """Each sample's group as a string: its `info.group` mark, or "head" where it has none.
+
+    Examples
+    --------
+    >>> group_names([None, "tail", "", "head", "held-out"]).tolist()
+    ['head', 'tail', 'head', 'head', 'held-out']
+    """
+    return np.array([str(g) if g else HEAD for g in groups], dtype=str).reshape(-1)
+
+
+def group_order(groups) -> list[str]:
+    """The groups present, "head" first, then the others in alphabetical order.
+
+    Examples
+    --------
+    >>> group_order(["tail", "head", "tail", "held-out"])
+    ['head', 'held-out', 'tail']
+    """
+    present = set(np.asarray(groups, dtype=str).tolist())
+    return ([HEAD] if HEAD in present else []) + sorted(present - {HEAD})
+
+
+def group_top1(correct, groups) -> dict[str, float]:
+    """{`top1@<group>`: share of the group's samples that are right}, groups in `group_order`.
+
+    Parameters
+    ----------
+    correct : array_like of bool
+        Whether each sample is right at top-1 (e.g. ``true_class_rank(scores, labels) < 1``).
+    groups : array_like of str
+        Each sample's group (see `group_names`).
+
+    Examples
+    --------
+    >>> group_top1([True, False, True, True], ["head", "tail", "tail", "head"])
+    {'top1@head': 1.0, 'top1@tail': 0.5}
+    """
+    correct = np.asarray(correct, dtype=bool).reshape(-1)
+    groups = np.asarray(groups, dtype=str).reshape(-1)
+    if correct.size != groups.size:
+        raise XmdError(f"{correct.size} per-sample outcomes for {groups.size} group marks")
+    return {f"top1@{g}": float(correct[groups == g].mean()) for g in group_order(groups)}
+
+
+def cosine_scores(embeddings, prototypes) -> np.ndarray:
+    """(samples x classes) cosines between each embedding and each class prototype.
+
+    Examples
+    --------
+    >>> cosine_scores([[2.0, 0.0], [1.0, 1.0]], [[1.0, 0.0], [0.0, 3.0]]).round(4).tolist()
+    [[1.0, 0.0], [0.7071, 0.7071]]
+    """
+    a = np.asarray(embeddings, dtype=np.float64)
+    b = np.asarray(prototypes, dtype=np.float64)
+    a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+    b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
+    return a @ b.T
+
+
+def class_means(rows, row_classes, n_classes: int) -> np.ndarray:
+    """(n_classes x dim) mean of the rows of each class; an XmdError naming a class without rows.
+
+    Examples
+    --------
+    >>> class_means([[1.0, 0.0], [3.0, 2.0], [0.0, 1.0]], [0, 0, 1], 2).tolist()
+    [[2.0, 1.0], [0.0, 1.0]]
+    """
+    rows = np.asarray(rows, dtype=np.float64)
+    row_classes = np.asarray(row_classes, dtype=np.int64).reshape(-1)
+    counts = np.bincount(row_classes, minlength=n_classes)
+    if (counts == 0).any():
+        raise XmdError(f"class {int(np.argmin(counts))} has no rows to average")
+    sums = np.zeros((n_classes, rows.shape[1]))
+    np.add.at(sums, row_classes, rows)
+    return sums / counts[:, None]

@@ -19,6 +19,7 @@ import numpy as np
 
 from xmd_cli.errors import XmdError
 from xmd_cli.metrics import bootstrap
+from xmd_cli.metrics.classification import group_order, group_top1
 from xmd_cli.metrics.report import format_value
 
 SCORES_NPZ = "scores.npz"
@@ -106,6 +107,40 @@ def add_accuracy_interval(metrics: dict, protocol: dict, correct, classes, *, re
                      "bootstrap_seed": seed})
 
 
+def add_group_accuracies(metrics: dict, protocol: dict, correct, classes, groups, *, resamples: int,
+                         seed: int) -> None:
+    """Add `top1@<group>` for each group of the samples: {value, ci_low, ci_high, chance, n}.
+
+    Each group's interval is the class-stratified sample bootstrap of its own samples
+    (a group is a set of classes, so this is the overall bootstrap seen on those
+    classes); chance is that of the overall top1 (guessing among all evaluated classes).
+    Without intervals (`resamples` 0) the values are plain numbers.
+
+    Examples
+    --------
+    >>> metrics, protocol = {}, {}
+    >>> correct = np.array([1, 1, 1, 0, 1, 0, 0, 0], dtype=bool)
+    >>> classes, groups = np.array([0, 0, 1, 1, 2, 2, 3, 3]), ["head"] * 4 + ["tail"] * 4
+    >>> add_group_accuracies(metrics, protocol, correct, classes, groups, resamples=50, seed=0)
+    >>> metrics["top1@head"]["value"], metrics["top1@tail"]["value"], metrics["top1@tail"]["n"]
+    (0.75, 0.25, 4)
+    >>> metrics["top1@tail"]["chance"], protocol["groups"]
+    (0.25, {'head': 4, 'tail': 4})
+    """
+    correct = np.asarray(correct, dtype=bool).reshape(-1)
+    classes, groups = np.asarray(classes).reshape(-1), np.asarray(groups, dtype=str).reshape(-1)
+    values = group_top1(correct, groups)
+    chance = 1 / len(np.unique(classes))
+    protocol["groups"] = {g: int((groups == g).sum()) for g in group_order(groups)}
+    for g in group_order(groups):
+        name, mask = f"top1@{g}", groups == g
+        if resamples == 0:
+            metrics[name] = values[name]
+            continue
+        entry = bootstrap.accuracy_interval(correct[mask], classes[mask], resamples=resamples, seed=seed)
+        metrics[name] = {**entry, "chance": chance, "n": int(mask.sum())}
+
+
 def save_verification(outdir: Path, scores, labels, enroll_ids, test_ids, trials_sha256: str) -> Path:
     """Write scores.npz: what a paired bootstrap of this run against another needs.
 
@@ -130,8 +165,11 @@ def save_verification(outdir: Path, scores, labels, enroll_ids, test_ids, trials
     return path
 
 
-def save_classification(outdir: Path, correct, classes, samples_sha256: str) -> Path:
-    """Write scores.npz of a classification run: per-sample correctness and class.
+def save_classification(outdir: Path, correct, classes, samples_sha256: str, groups=None) -> Path:
+    """Write scores.npz of a classification run: per-sample correctness, class and (optionally) group.
+
+    `groups` (each sample's group, see `classification.group_names`) lets a paired
+    comparison give `top1@<group>` differences too.
 
     Examples
     --------
@@ -141,12 +179,32 @@ def save_classification(outdir: Path, correct, classes, samples_sha256: str) -> 
     >>> evidence = load_evidence(outdir)
     >>> str(evidence["kind"]), evidence["correct"].tolist(), evidence["classes"].tolist()
     ('classification', [True, False, True], [0, 1, 1])
+    >>> _ = save_classification(outdir, [True, False], [0, 1], "ab" * 32, groups=["head", "tail"])
+    >>> load_evidence(outdir)["groups"].tolist()
+    ['head', 'tail']
     """
     path = Path(outdir) / SCORES_NPZ
+    extra = {} if groups is None else {"groups": np.asarray(groups, dtype=str)}
     with open(path, "wb") as f:
         np.savez(f, kind="classification", correct=np.asarray(correct, dtype=bool),
-                 classes=np.asarray(classes, dtype=np.int32), fingerprint=samples_sha256)
+                 classes=np.asarray(classes, dtype=np.int32), fingerprint=samples_sha256, **extra)
     return path
+
+
+def classification_groups(evidence: dict) -> list[tuple[str, np.ndarray]]:
+    """(`top1@<group>`, sample mask) of each group a classification's scores.npz records; [] without groups.
+
+    Examples
+    --------
+    >>> [(name, mask.tolist()) for name, mask in classification_groups({"groups": np.array(["tail", "head"])})]
+    [('top1@head', [False, True]), ('top1@tail', [True, False])]
+    >>> classification_groups({"correct": np.ones(2, bool)})
+    []
+    """
+    if "groups" not in evidence:
+        return []
+    groups = np.asarray(evidence["groups"], dtype=str)
+    return [(f"top1@{g}", groups == g) for g in group_order(groups)]
 
 
 def _report_dir(path: Path) -> Path:
@@ -245,9 +303,12 @@ def paired_comparison(paths: list[Path], reports: list[dict]) -> dict:
             confidence=confidence, seed=seed, c_miss=protocol.get("c_miss", 1.0), c_fa=protocol.get("c_fa", 1.0),
             sources=[str(paths[0]), *(str(paths[k]) for k in paired)])
     else:
-        differences = {"top1": bootstrap.paired_accuracy([first["correct"], *(evidence[k]["correct"] for k in paired)],
-                                                         first["classes"], resamples=resamples,
+        corrects = [first["correct"], *(evidence[k]["correct"] for k in paired)]
+        differences = {"top1": bootstrap.paired_accuracy(corrects, first["classes"], resamples=resamples,
                                                          confidence=confidence, seed=seed)}
+        for name, mask in classification_groups(first):  # the same samples in every run (fingerprint)
+            differences[name] = bootstrap.paired_accuracy([c[mask] for c in corrects], first["classes"][mask],
+                                                          resamples=resamples, confidence=confidence, seed=seed)
     result = {}
     for name, entries in differences.items():
         column = [None] * (len(paths) - 1)

@@ -26,7 +26,7 @@ REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 # Metrics that are fractions of trials or samples, shown as percentages.
 _PERCENT = ("eer", "verification_eer", "top", "match_", "recall@", "mean_per_class_accuracy", "accuracy",
-            "per_class")
+            "per_class", "zero_shot_")
 
 
 def _is_percent(name: str) -> bool:

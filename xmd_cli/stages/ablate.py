@@ -66,6 +66,7 @@ CONTROLS = {f"full/{kind}": {**PAPER_GRID["full"], "teacher": {"kind": kind}} fo
 GRIDS = {"paper": {**PAPER_GRID, **CONTROLS}, "paper-no-controls": PAPER_GRID,
          "quick": {k: PAPER_GRID[k] for k in ("none", "hard-cosine", "full")}}
 HEADLINE = {"speaker-verification": "eer", "classification": "top1", "cross-modal-matching": "match_1:2_s2t"}
+GROUP_HEADLINE = "top1@tail"  # classification on a world with a long tail: shown beside the headline
 LOWER_IS_BETTER = {"eer", "min_dcf@0.01", "min_dcf@0.05"}
 REFERENCE = "none"  # the row every other row is compared with: the student alone
 
@@ -332,11 +333,15 @@ def _write(results: list[dict], paired: dict, missing: str, directory: Path, tas
         values = {m: [r[m] for r in results if r["row"] == row and m in r] for m in metrics}
         summary[row] = {m: (float(np.mean(v)), float(np.std(v))) for m, v in values.items() if v}
     headline = HEADLINE[task]
-    shown = [m for m in metrics if m in (headline, "min_dcf@0.01", "top5")] or metrics[:3]
+    shown = [m for m in metrics if m in (headline, "min_dcf@0.01", "top5", GROUP_HEADLINE)] or metrics[:3]
     delta = f"{headline} - {REFERENCE} (95 % CI)"
-    table = [(row, *[_cell(summary[row], m) for m in shown], *_difference_cells(paired, row, headline, missing))
+    # The tail group (samples marked info.group tail) gets its own paired difference when the runs record groups.
+    extra = [GROUP_HEADLINE] if any(GROUP_HEADLINE in entries for entries in paired.values()) else []
+    table = [(row, *[_cell(summary[row], m) for m in shown], *_difference_cells(paired, row, headline, missing),
+              *(cell for m in extra for cell in _difference_cells(paired, row, m, missing)))
              for row in order]
-    columns = ("row", *shown, delta, "verdict")
+    columns = ("row", *shown, delta, "verdict", *(c for m in extra for c in (f"{m} - {REFERENCE} (95 % CI)",
+                                                                             f"{m} verdict")))
     note = (f"mean ± std over {seeds} seed(s) (0..{seeds - 1}; population std); task {task}; "
             f"{delta}: mean over seeds of the per-seed difference to the {REFERENCE} row, interval from a "
             "bootstrap over identities and seeds together (docs/evaluation.md, Ablations)")
