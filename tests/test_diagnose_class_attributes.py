@@ -101,3 +101,15 @@ def test_summary_rows_show_the_class_level_row_and_survive_a_nan_direction_share
     rows = {name: (measured, code) for name, measured, code in summary_rows(report)}
     assert "recurring directions nan vs null nan" in rows["beyond the label"][0]
     assert rows["class-level attributes"] == ("8 class means; shared.gender 0.38 (null 0.50, p 0.90)", "shared-absent")
+
+
+def test_a_negative_r2_is_never_found_however_bad_its_null():
+    from xmd_cli.diagnose.verdicts import beats_null, found_class_attributes
+
+    # Seen on the demo: ridge over 40 class means, age R^2 -0.49 against a null of -6.03 (p 0.05).
+    age = {"attribute": "shared.age", "metric": "r2", "score": -0.49, "null_mean": -6.03, "p": 0.05}
+    assert not beats_null(age)
+    assert beats_null({**age, "score": 0.30, "null_mean": -0.2})
+    gender = {"attribute": "shared.gender", "metric": "balanced_accuracy", "score": 0.62, "null_mean": 0.50, "p": 0.05}
+    assert beats_null(gender) and not beats_null({**gender, "p": 0.10})
+    assert found_class_attributes({"attributes": [age, gender]}) == ["shared.gender"]

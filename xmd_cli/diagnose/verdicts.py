@@ -34,9 +34,16 @@ def separability_verdict(m: dict) -> dict:
                                                  "little about the labels; expect little from classifier-level terms"}
 
 
+def beats_null(a: dict) -> bool:
+    """An attribute probe that found something: p <= SIGNIFICANT_P, ATTRIBUTE_MARGIN above its null's mean and,
+    for R^2, also ATTRIBUTE_MARGIN above 0: a negative R^2 predicts worse than the mean, however bad the null."""
+    floor = ATTRIBUTE_MARGIN if a.get("metric") == "r2" else float("-inf")
+    return "score" in a and a["p"] <= SIGNIFICANT_P and a["score"] - a["null_mean"] >= ATTRIBUTE_MARGIN \
+        and a["score"] >= floor
+
+
 def structured_attributes(m: dict) -> list[str]:
-    return [a["attribute"] for a in m.get("attributes", []) if "score" in a and a["p"] <= SIGNIFICANT_P
-            and a["score"] - a["null_mean"] >= ATTRIBUTE_MARGIN]
+    return [a["attribute"] for a in m.get("attributes", []) if beats_null(a)]
 
 
 def directions_structured(m: dict) -> bool:
@@ -71,8 +78,7 @@ def beyond_label_verdict(m: dict) -> dict:
 
 def found_class_attributes(m: dict) -> list[str]:
     """Class-level attributes the class means predict: p <= SIGNIFICANT_P and ATTRIBUTE_MARGIN above the null."""
-    return [a["attribute"] for a in m.get("attributes", []) if "score" in a and a["p"] <= SIGNIFICANT_P
-            and a["score"] - a["null_mean"] >= ATTRIBUTE_MARGIN]
+    return [a["attribute"] for a in m.get("attributes", []) if beats_null(a)]
 
 
 def _group(name: str) -> str:
