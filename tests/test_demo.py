@@ -38,6 +38,7 @@ def test_tiny_demo_runs_every_stage(tmp_path):
     (difference,) = summary["paired"]["metrics"]["eer"]
     assert difference["verdict"] in ("better", "worse", "not resolved")
     assert difference["ci_low"] <= difference["difference"] <= difference["ci_high"]
+    assert "docs/results.md" in summary["what_it_shows"]  # and says, in one line, what this world cannot show
     checkpoint = work / "runs" / "full" / "checkpoints" / "last" / "weights.safetensors"
     stamp = checkpoint.stat().st_mtime_ns
     again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
