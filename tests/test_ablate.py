@@ -179,3 +179,24 @@ def test_quick_grid_over_two_seeds_writes_its_tables(tmp_path, monkeypatch):
     mine_summary = json.loads(mine.stdout)
     assert mine_summary["runs"] == 2 and "ablations/demo-captions-mine-rows-" in mine_summary["directory"]
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
+
+
+def test_the_summary_sets_the_real_teacher_against_each_control(tmp_path):
+    from xmd_cli.console import Output
+    from xmd_cli.stages.ablate import _write
+
+    results = [{"row": row, "seed": 0, "run": f"r-{i}", "eer": eer}
+               for i, (row, eer) in enumerate([("none", 0.20), ("full", 0.15), ("full/shuffled", 0.25)])]
+    paired = {row: {"eer": {"difference": d, "ci_low": d - 0.01, "ci_high": d + 0.01, "verdict": v}}
+              for row, d, v in [("full", -0.05, "better"), ("full/shuffled", 0.05, "worse")]}
+    controls = {"full/shuffled": {"eer": {"difference": -0.10, "ci_low": -0.12, "ci_high": -0.08,
+                                          "verdict": "better"}}}
+    summary = _write(results, paired, "", tmp_path / "a", "speaker-verification", 1, [], Output(verbosity=0),
+                     controls=controls)
+    table = (tmp_path / "a" / "summary.md").read_text()
+    assert "| full - full/shuffled | -0.1000 [-0.1200, -0.0800] | better |" in table
+    assert summary["against_controls"] == controls
+    # Without control rows there is no such table.
+    _write(results[:2], {"full": paired["full"]}, "", tmp_path / "b", "speaker-verification", 1, [],
+           Output(verbosity=0), controls={})
+    assert "control teacher" not in (tmp_path / "b" / "summary.md").read_text()

@@ -245,9 +245,10 @@ def run_ablate(recipe: Recipe, recipe_path: Path | None, overrides: list[str], w
                             **_flat_metrics(report.get("metrics", {}))})
             out.note(f"{row} seed {seed}: {HEADLINE[task]} {results[-1].get(HEADLINE[task])}")
     paired, missing = _paired(reports, recipe)
+    controls = _against_controls(reports, recipe, list(rows)) if paired else {}
     return _write(results, paired, missing, workdir / "ablations" / ablation_name(recipe.name, grid, tag, seeds,
                                                                                    rows_only), task, seeds,
-                  notes, out)
+                  notes, out, controls=controls)
 
 
 def ablation_name(recipe_name: str, grid: str, tag: str, seeds: int, rows_only: list[str] | None) -> str:
@@ -293,6 +294,31 @@ def _paired(reports: dict[str, list[Path]], recipe: Recipe) -> tuple[dict, str]:
                        resamples=recipe.evaluation.bootstrap, seed=0), ""
 
 
+def control_pairs(rows: list[str]) -> list[tuple[str, str]]:
+    """(row, its control row) for every row run beside a control teacher: `full` and `full/shuffled`.
+
+    >>> control_pairs(["none", "full", "full/class-mean", "full/random", "soft-both"])
+    [('full', 'full/class-mean'), ('full', 'full/random')]
+    """
+    return [(row.rsplit("/", 1)[0], row) for row in rows
+            if "/" in row and row.rsplit("/", 1)[1] in CONTROL_KINDS and row.rsplit("/", 1)[0] in rows]
+
+
+def _against_controls(reports: dict[str, list[Path]], recipe: Recipe, rows: list[str]) -> dict:
+    """{control row: {metric: entry}}: the real teacher's row minus each control's, paired as against `none`.
+
+    This is the question a control answers: does the real teacher beat a teacher that carries only the
+    labels (class-mean), only the marginal distribution (shuffled) or nothing (random)?
+    """
+    result = {}
+    for row, control in control_pairs(rows):
+        evidence = {name: [load_evidence(path) for path in reports[name]] for name in (control, row)}
+        sources = {name: [str(p) for p in reports[name]] for name in (control, row)}
+        result[control] = seed_paired(evidence, control, sources=sources, p_targets=recipe.evaluation.p_targets,
+                                      resamples=recipe.evaluation.bootstrap, seed=0)[row]
+    return result
+
+
 def _flat_metrics(metrics: dict) -> dict:
     flat = {}
     for name, value in metrics.items():
@@ -318,7 +344,7 @@ def _difference_cells(paired: dict, row: str, metric: str, missing: str) -> tupl
 
 
 def _write(results: list[dict], paired: dict, missing: str, directory: Path, task: str, seeds: int,
-           notes: list[str], out: Output) -> dict:
+           notes: list[str], out: Output, controls: dict | None = None) -> dict:
     directory.mkdir(parents=True, exist_ok=True)
     # Settings are recipe key paths (method.feature.margin); metric names (min_dcf@0.01) start with no section.
     settings = list(dict.fromkeys(k for r in results for k in r if k.split(".")[0] in Recipe.model_fields))
@@ -347,12 +373,21 @@ def _write(results: list[dict], paired: dict, missing: str, directory: Path, tas
             "bootstrap over identities and seeds together (docs/evaluation.md, Ablations)")
     lines = [f"| {' | '.join(columns)} |", "|---" * len(columns) + "|",
              *(f"| {' | '.join(cells)} |" for cells in table)]
-    (directory / "summary.md").write_text("\n".join(lines) + f"\n\n{note}\n"
+    control_table = [(f"{row} - {control}", *_difference_cells({"x": controls[control]}, "x", headline, missing))
+                     for row, control in control_pairs(order) if control in (controls or {})]
+    control_columns = ("real teacher - control", f"{headline} (95 % CI)", "verdict")
+    control_lines = ["", "The real teacher against each control teacher (paired as above):", "",
+                     f"| {' | '.join(control_columns)} |", "|---" * 3 + "|",
+                     *(f"| {' | '.join(cells)} |" for cells in control_table)] if control_table else []
+    (directory / "summary.md").write_text("\n".join(lines + control_lines) + f"\n\n{note}\n"
                                           + "".join(f"\n- {n}" for n in notes) + ("\n" if notes else ""))
     _summary_csv(directory / "summary.csv", order, metrics, summary, paired)
     _plot(summary, order, headline, directory / "summary.png", f"mean ± std over {seeds} seed(s); task {task}")
     out.table(f"ablation ({note})", table, columns)
+    if control_table:
+        out.table("the real teacher against each control teacher", control_table, control_columns)
     return {"directory": str(directory), "summary": summary, "paired": paired, "against": REFERENCE,
+            "against_controls": controls or {},
             "verdicts": {row: _difference_cells(paired, row, headline, missing)[1] for row in order},
             "runs": len(results), "task": task, "notes": notes}
 
