@@ -50,7 +50,7 @@ def test_every_switch_is_seeded_per_item_and_leaves_the_global_rng_alone(sets):
 
 
 def test_noise_from_files_lands_within_the_snr_range(sets):
-    augment = WaveAugmenter(sample_rate=RATE, noise_dir=sets[0], noise_snr=[5.0, 10.0])
+    augment = WaveAugmenter(sample_rate=RATE, noise_dir=sets[0], noise_snr=[5.0, 10.0], probability=1.0)
     wave = _speechlike()
     for seed in range(4):
         snr = measured_snr_db(wave, augment(wave, np.random.default_rng(seed), seed))
@@ -64,3 +64,54 @@ def test_bad_folders_and_ranges_are_clear_errors(tmp_path):
         WaveAugmenter(sample_rate=RATE, rir_dir=tmp_path)
     with pytest.raises(XmdError, match="noise_snr"):
         WaveAugmenter(sample_rate=RATE, noise_snr=[10, 5])
+
+
+def test_reverb_or_noise_reaches_a_sample_with_the_probability_and_one_at_a_time(sets):
+    wave = _speechlike(0.25)
+
+    def changed_share(probability, **dirs):
+        augment = WaveAugmenter(sample_rate=RATE, probability=probability, **dirs)
+        outputs = [augment(wave, np.random.default_rng(seed), seed) for seed in range(200)]
+        return np.mean([not np.allclose(out, wave) for out in outputs]), outputs
+
+    assert changed_share(0.0, noise_dir=sets[0], rir_dir=sets[1])[0] == 0
+    share, _ = changed_share(0.6, noise_dir=sets[0])
+    assert 0.5 < share < 0.7  # WeSpeaker's aug_prob: 0.6 of the samples, binomial spread over 200
+    # Both set, every sample augmented: by one of the two, never both (each kind about half the time).
+    _, both = changed_share(1.0, noise_dir=sets[0], rir_dir=sets[1])
+    noise_only = WaveAugmenter(sample_rate=RATE, probability=1.0, noise_dir=sets[0])
+    reverb_only = WaveAugmenter(sample_rate=RATE, probability=1.0, rir_dir=sets[1])
+    kinds = []
+    for seed, out in enumerate(both):
+        rng = np.random.default_rng(seed)
+        rng.random()
+        kind = int(rng.integers(2))  # the draw the augmenter made: 0 reverb, 1 noise
+        single = (reverb_only if kind == 0 else noise_only)(wave, _skip_two(seed), seed)
+        assert np.allclose(out, single, atol=1e-6)
+        kinds.append(kind)
+    assert 60 < sum(kinds) < 140
+    with pytest.raises(XmdError, match="probability"):
+        WaveAugmenter(sample_rate=RATE, probability=1.5)
+
+
+def _skip_two(seed):
+    """A generator past the two draws (chance, kind) the two-kind augmenter made, so one-kind ones match it."""
+    rng = np.random.default_rng(seed)
+    rng.random(), rng.integers(2)
+    return _Replay(rng)
+
+
+class _Replay:
+    """Hands the single-kind augmenter a 1.0-chance draw (it still draws `random()` once), then `rng`."""
+
+    def __init__(self, rng):
+        self.rng, self.first = rng, True
+
+    def random(self):
+        if self.first:
+            self.first = False
+            return 0.0
+        return self.rng.random()
+
+    def integers(self, *args, **kwargs):
+        return self.rng.integers(*args, **kwargs)

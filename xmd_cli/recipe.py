@@ -329,6 +329,9 @@ class AugmentConfig(Section):
                                       "[0.9, 1.0, 1.1] (pitch and tempo change together)")
     drop_chunk: bool = Field(False, description="zero 1-3 random chunks of 100-1000 samples (speechbrain DropChunk)")
     drop_freq: bool = Field(False, description="notch out 1-3 random frequency bands (speechbrain DropFreq)")
+    probability: float = Field(0.6, ge=0, le=1, description="chance that a training sample gets reverberation "
+                               "or noise (one of the two when both rir_dir and noise_dir are set), as WeSpeaker's "
+                               "aug_prob; drops and speed do not depend on it")
 
     @property
     def enabled(self) -> bool:
