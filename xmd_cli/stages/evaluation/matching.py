@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from xmd_cli.data.manifest import Manifest
@@ -60,6 +61,21 @@ def teacher_store(model: CheckpointModel, manifest: Manifest, *, allow_stale: bo
     return other
 
 
+def teacher_rows(model: CheckpointModel, manifest: Manifest, samples: list, *, allow_stale: bool
+                 ) -> tuple[Path, list, np.ndarray, int]:
+    """(store, the samples that have a teacher row, their rows, how many had none), from the store the
+    checkpoint was distilled with, its row width checked against the projection head's."""
+    path = teacher_store(model, manifest, allow_stale=allow_stale)
+    with ShardReader(path) as reader:
+        if reader.dim != int(model.meta["teacher_dim"]):
+            raise XmdError(f"{path}: teacher rows have {reader.dim} values, the checkpoint's projection head "
+                           f"takes {model.meta['teacher_dim']}")
+        missing = set(reader.missing([s.id for s in samples]))
+        kept = [s for s in samples if s.id not in missing]
+        rows = reader.get([s.id for s in kept], pick="mean") if kept else np.zeros((0, reader.dim))
+    return path, kept, rows, len(missing)
+
+
 def evaluate_matching(recipe: Recipe, manifest: Manifest, model: CheckpointModel, *, out_dir: Path,
                       allow_stale: bool, out, trials: None = None) -> dict:
     test = manifest.split("test")
@@ -68,19 +84,12 @@ def evaluate_matching(recipe: Recipe, manifest: Manifest, model: CheckpointModel
                        hint="prepare the data set with a test split of identities unseen in training")
     facts = check_fits(model, "cross-modal-matching", manifest, {s.label for s in test}, allow_stale=allow_stale)
     projection = model.projection()
-    path = teacher_store(model, manifest, allow_stale=allow_stale)
-    with ShardReader(path) as reader:
-        if reader.dim != int(model.meta["teacher_dim"]):
-            raise XmdError(f"{path}: teacher rows have {reader.dim} values, the checkpoint's projection head "
-                           f"takes {model.meta['teacher_dim']}")
-        missing = set(reader.missing([s.id for s in test]))
-        kept = [s for s in test if s.id not in missing]
-        if not kept:
-            raise XmdError(f"{path}: none of the {len(test)} test samples has a teacher row",
-                           hint="run `xmd extract-teacher` on the whole data set")
-        teacher = reader.get([s.id for s in kept], pick="mean")
+    path, kept, teacher, missing = teacher_rows(model, manifest, test, allow_stale=allow_stale)
+    if not kept:
+        raise XmdError(f"{path}: none of the {len(test)} test samples has a teacher row",
+                       hint="run `xmd extract-teacher` on the whole data set")
     if missing:
-        model.notes.append(f"{len(missing)} test sample(s) without a teacher row were left out")
+        model.notes.append(f"{missing} test sample(s) without a teacher row were left out")
     student = embed_samples(model, manifest, kept, stage="test samples", num_workers=recipe.training.num_workers,
                             out=out)
     with torch.no_grad():
@@ -89,7 +98,7 @@ def evaluate_matching(recipe: Recipe, manifest: Manifest, model: CheckpointModel
     result = matching_summary(student, projected, [s.label for s in kept], n_ways=evaluation.matching_n_ways,
                               recall_ks=evaluation.recall_ks, trials_per_probe=evaluation.trials_per_probe,
                               bootstrap=evaluation.bootstrap, seed=recipe.seed)
-    protocol = {"split": "test", **result["protocol"], "left_out_without_teacher_row": len(missing),
+    protocol = {"split": "test", **result["protocol"], "left_out_without_teacher_row": missing,
                 "teacher_rows": "mean of the stored frames of each sample", "embedding": describe_embedding(model),
                 **facts}
     if result["skipped"]:

@@ -19,7 +19,6 @@ from xmd_cli.inference import CheckpointModel, embed_samples
 from xmd_cli.metrics import bootstrap
 from xmd_cli.metrics.classification import class_means, cosine_scores, true_class_rank
 from xmd_cli.recipe import Recipe
-from xmd_cli.shards import ShardReader
 from xmd_cli.shards.format import read_meta
 
 METRIC = "zero_shot_top1@held-out"
@@ -58,29 +57,22 @@ def zero_shot_held_out(recipe: Recipe, manifest: Manifest, model: CheckpointMode
     A checkpoint without a projection head (`xmd train`) gets no metric, and a
     protocol entry saying why.
     """
-    from xmd_cli.stages.evaluation.matching import teacher_store
+    from xmd_cli.stages.evaluation.matching import teacher_rows
 
     method = model.meta.get("method") or {}
     if model.meta.get("task") != "distill" or "projection" not in method or not model.part("method.projection."):
         model.notes.append(f"zero-shot accuracy on held-out classes {NEEDS}")
         return {}, {"zero_shot": NEEDS}, {}
     projection = model.projection()
-    path = teacher_store(model, manifest, allow_stale=allow_stale)
     classes = list(model.classes) + sorted({s.label for s in held_out} - set(model.classes))
     position = {name: i for i, name in enumerate(classes)}
-    members = [s for s in manifest.samples if s.label in position]
-    with ShardReader(path) as reader:
-        if reader.dim != int(model.meta["teacher_dim"]):
-            raise XmdError(f"{path}: teacher rows have {reader.dim} values, the checkpoint's projection head "
-                           f"takes {model.meta['teacher_dim']}")
-        missing = set(reader.missing([s.id for s in members]))
-        members = [s for s in members if s.id not in missing]
-        lacking = sorted(set(classes) - {s.label for s in members})
-        if lacking:
-            raise XmdError(f"{path}: {len(lacking)} class(es) have no teacher row to form a prototype from "
-                           f"(first: {', '.join(map(repr, lacking[:3]))})",
-                           hint="run `xmd extract-teacher` on the whole data set")
-        rows = reader.get([s.id for s in members], pick="mean")
+    of_classes = [s for s in manifest.samples if s.label in position]
+    path, members, rows, missing = teacher_rows(model, manifest, of_classes, allow_stale=allow_stale)
+    lacking = sorted(set(classes) - {s.label for s in members})
+    if lacking:
+        raise XmdError(f"{path}: {len(lacking)} class(es) have no teacher row to form a prototype from "
+                       f"(first: {', '.join(map(repr, lacking[:3]))})",
+                       hint="run `xmd extract-teacher` on the whole data set")
     student = embed_samples(model, manifest, held_out, stage="held-out test samples",
                             num_workers=recipe.training.num_workers, out=out)
 
@@ -99,5 +91,5 @@ def zero_shot_held_out(recipe: Recipe, manifest: Manifest, model: CheckpointMode
     protocol = {"zero_shot": {"samples": int(labels.size), "held_out_classes": len(set(labels.tolist())),
                               "prototypes": len(classes),
                               "prototype": "normalised P(mean teacher row of every manifest sample of the class)",
-                              "left_out_without_teacher_row": len(missing)}}
+                              "left_out_without_teacher_row": missing}}
     return {METRIC: entry}, protocol, {"teacher_store": read_meta(path)["fingerprint"]}
