@@ -244,8 +244,12 @@ def run_ablate(recipe: Recipe, recipe_path: Path | None, overrides: list[str], w
             results.append({"row": row, "seed": seed, "run": name, **resolved_settings(run, all_keys),
                             **_flat_metrics(report.get("metrics", {}))})
             out.note(f"{row} seed {seed}: {HEADLINE[task]} {results[-1].get(HEADLINE[task])}")
-    paired, missing = _paired(reports, recipe)
-    controls = _against_controls(reports, recipe, list(rows)) if paired else {}
+    evidence, missing = _evidence(reports, recipe)
+    paired = _against(evidence, REFERENCE, reports, recipe) if evidence else {}
+    # The real teacher's row minus each control's, paired as against `none`: does it beat a teacher that
+    # carries only the labels (class-mean), only their distribution (shuffled) or nothing (random)?
+    controls = {control: _against({k: evidence[k] for k in (control, row)}, control, reports, recipe)[row]
+                for row, control in control_pairs(list(rows))} if evidence else {}
     return _write(results, paired, missing, workdir / "ablations" / ablation_name(recipe.name, grid, tag, seeds,
                                                                                    rows_only), task, seeds,
                   notes, out, controls=controls)
@@ -282,16 +286,21 @@ def _run_one(run: Recipe, row: str, workdir: Path, task: str, device: str, out: 
                         out=Output(verbosity=0))
 
 
-def _paired(reports: dict[str, list[Path]], recipe: Recipe) -> tuple[dict, str]:
-    """(every row against `none` (metrics.ablation.seed_paired), why there is none when it is empty)."""
+def _evidence(reports: dict[str, list[Path]], recipe: Recipe) -> tuple[dict, str]:
+    """({row: each seed's scores.npz content}, why it is empty when it is): read once for every comparison."""
     if recipe.evaluation.bootstrap == 0:
         return {}, "intervals off (evaluation.bootstrap = 0)"
     evidence = {row: [load_evidence(path) for path in paths] for row, paths in reports.items()}
     if REFERENCE not in evidence or any(e is None for runs in evidence.values() for e in runs):
         return {}, "no per-trial scores"
-    sources = {row: [str(p) for p in paths] for row, paths in reports.items()}
-    return seed_paired(evidence, REFERENCE, sources=sources, p_targets=recipe.evaluation.p_targets,
-                       resamples=recipe.evaluation.bootstrap, seed=0), ""
+    return evidence, ""
+
+
+def _against(evidence: dict, reference: str, reports: dict[str, list[Path]], recipe: Recipe) -> dict:
+    """Every row of `evidence` against `reference` (metrics.ablation.seed_paired)."""
+    sources = {row: [str(p) for p in reports[row]] for row in evidence}
+    return seed_paired(evidence, reference, sources=sources, p_targets=recipe.evaluation.p_targets,
+                       resamples=recipe.evaluation.bootstrap, seed=0)
 
 
 def control_pairs(rows: list[str]) -> list[tuple[str, str]]:
@@ -302,21 +311,6 @@ def control_pairs(rows: list[str]) -> list[tuple[str, str]]:
     """
     return [(row.rsplit("/", 1)[0], row) for row in rows
             if "/" in row and row.rsplit("/", 1)[1] in CONTROL_KINDS and row.rsplit("/", 1)[0] in rows]
-
-
-def _against_controls(reports: dict[str, list[Path]], recipe: Recipe, rows: list[str]) -> dict:
-    """{control row: {metric: entry}}: the real teacher's row minus each control's, paired as against `none`.
-
-    This is the question a control answers: does the real teacher beat a teacher that carries only the
-    labels (class-mean), only the marginal distribution (shuffled) or nothing (random)?
-    """
-    result = {}
-    for row, control in control_pairs(rows):
-        evidence = {name: [load_evidence(path) for path in reports[name]] for name in (control, row)}
-        sources = {name: [str(p) for p in reports[name]] for name in (control, row)}
-        result[control] = seed_paired(evidence, control, sources=sources, p_targets=recipe.evaluation.p_targets,
-                                      resamples=recipe.evaluation.bootstrap, seed=0)[row]
-    return result
 
 
 def _flat_metrics(metrics: dict) -> dict:
