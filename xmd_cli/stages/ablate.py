@@ -185,7 +185,8 @@ def overrides_for_rows(rows: dict[str, dict], overrides: list[str]) -> tuple[dic
     return per_row, notes
 
 
-def _with_derived(recipe: Recipe, changes: dict) -> dict:
+def with_derived_teacher(recipe: Recipe, changes: dict) -> dict:
+    """A row's changes, with the recipe's real teacher named as the source when the row sets a control."""
     if changes.get("teacher", {}).get("kind") in CONTROL_KINDS and recipe.teacher.kind not in CONTROL_KINDS:
         # A control teacher is derived from the recipe's real teacher store.
         return deep_merge(changes, {"teacher": {"source_kind": recipe.teacher.kind,
@@ -221,7 +222,8 @@ def run_ablate(recipe: Recipe, recipe_path: Path | None, overrides: list[str], w
                out: Output | None = None) -> dict:
     out = out or Output()
     workdir = Path(workdir)
-    rows = {row: _with_derived(recipe, changes) for row, changes in build_rows(grid, sweeps, only=rows_only).items()}
+    rows = {row: with_derived_teacher(recipe, changes)
+            for row, changes in build_rows(grid, sweeps, only=rows_only).items()}
     ensure_writable(workdir / "ablations")  # the summary is written after hours of runs: refuse a bad disk now
     per_row, notes = overrides_for_rows(rows, overrides)
     for note in notes:
