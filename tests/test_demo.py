@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
 # Runs the whole demo pipeline.
 pytestmark = pytest.mark.slow
@@ -35,7 +36,8 @@ def test_tiny_demo_runs_every_stage(tmp_path):
     eer = json.loads((tmp_path / reports["full method / speaker-verification"]).read_text())["metrics"]["eer"]
     assert 0 <= (eer["value"] if isinstance(eer, dict) else eer) <= 1
     # The table never sets two numbers side by side without saying whether they differ.
-    (difference,) = summary["paired"]["metrics"]["eer"]
+    assert list(summary["differences"]) == ["full method - student alone"]
+    difference = summary["differences"]["full method - student alone"]["eer"]
     assert difference["verdict"] in ("better", "worse", "not resolved")
     assert difference["ci_low"] <= difference["difference"] <= difference["ci_high"]
     assert "docs/results.md" in summary["what_it_shows"]  # and says, in one line, what this world cannot show
@@ -44,3 +46,31 @@ def test_tiny_demo_runs_every_stage(tmp_path):
     again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
     assert checkpoint.stat().st_mtime_ns == stamp, "a rerun reuses finished runs"
+
+
+def test_tiny_image_demo_sets_the_teacher_beside_its_random_control(tmp_path):
+    command = [sys.executable, "-m", "xmd_cli", "demo", "--task", "image", "--tiny", "-w", "demo", "--json", "-q"]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout)
+    work = tmp_path / "demo" / "image"
+    controls = ("teacher-generated-random", "teacher-generated-shuffled")
+    for run in ("student-alone", "teacher-generated") + controls:
+        assert (work / "runs" / run / "metrics.jsonl").exists()
+    resolved = {run: yaml.safe_load((work / "runs" / run / "recipe.resolved.yaml").read_text())
+                for run in ("teacher-generated",) + controls}
+    assert {r["method"]["classifier"]["kind"] for r in resolved.values()} == {"teacher-generated"}
+    assert [resolved[run]["teacher"]["kind"] for run in controls] == ["random", "shuffled"]
+    assert {resolved[run]["teacher"]["source_kind"] for run in controls} == {"text"}  # derived from the real store
+    labels = ("student alone", "teacher-generated", "random control", "shuffled control")
+    assert set(summary["reports"]) == {f"{label} / classification" for label in labels}
+    report = json.loads((tmp_path / summary["reports"]["teacher-generated / classification"]).read_text())
+    assert {"top1@head", "top1@tail", "zero_shot_top1@held-out"} <= set(report["metrics"])  # the composed world
+    # The real teacher against the student alone and against each control, paired, with a verdict.
+    assert list(summary["differences"]) == [f"teacher-generated - {other}"
+                                            for other in ("student alone", "random control", "shuffled control")]
+    for difference in summary["differences"].values():
+        assert {"top1", "top1@head", "top1@tail"} <= set(difference)
+        assert difference["top1@tail"]["verdict"] in ("better", "worse", "not resolved")
+        assert difference["top1"]["ci_low"] <= difference["top1"]["difference"] <= difference["top1"]["ci_high"]
