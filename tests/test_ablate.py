@@ -11,8 +11,9 @@ from typer.testing import CliRunner
 from xmd_cli.cli import app
 from xmd_cli.errors import XmdError
 from xmd_cli.metrics.ablation import seed_paired
-from xmd_cli.recipe import load_recipe
+from xmd_cli.recipe import Recipe, deep_merge, load_recipe
 from xmd_cli.stages.ablate import PAPER_GRID, build_rows, overrides_for_rows, parse_sweep, row_keys
+from xmd_cli.stages.evaluation.reuse import reusable_report
 
 runner = CliRunner()
 
@@ -164,12 +165,32 @@ def test_quick_grid_over_two_seeds_writes_its_tables(tmp_path, monkeypatch):
     assert "| verdict |" in table and "± " in table and (directory / "summary.png").exists()
     with (directory / "summary.csv").open() as f:
         assert "top1_verdict" in next(csv.reader(f))
-    # A second ablation with the same settings reuses every run.
+    # A second ablation with the same settings reuses every run, and every report: nothing is re-embedded.
     stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "w" / "runs").glob("*/checkpoints/last/weights.safetensors")}
+    reports = {p: p.stat().st_mtime_ns for p in (tmp_path / "w" / "reports").glob("ablate-*/report.json")}
+    assert len(reports) == 6
+    # ... except a report whose scores file was damaged since: that run is evaluated afresh, never read.
+    damaged = sorted(reports)[0].parent / "scores.npz"
+    damaged.write_bytes(damaged.read_bytes()[:-10])
     again = runner.invoke(app, ["ablate", "-r", "demo-captions", "-w", "w", "--grid", "quick", "--seeds", "2",
                                 *tiny, "--json", "-q"])
-    assert again.exit_code == 0
+    assert again.exit_code == 0, again.output
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
+    assert [p for p, t in reports.items() if p.stat().st_mtime_ns != t] == [damaged.parent / "report.json"]
+    assert json.loads(again.stdout)["summary"] == summary["summary"]  # the same numbers, read back
+    # What the report stands for is checked: other evaluation settings, or other weights, make it stale.
+    run = yaml.safe_load((tmp_path / "w" / "runs" / lines[0]["run"] / "recipe.resolved.yaml").read_text())
+    checkpoint = tmp_path / "w" / "runs" / lines[0]["run"] / "checkpoints" / "best"
+    where = tmp_path / "w" / "reports" / f"{lines[0]['run']}-classification"
+    same = Recipe.model_validate(run)
+    assert reusable_report(where, same, tmp_path / "w", "classification", checkpoint)["report_json"] == str(
+        where / "report.json")
+    other = Recipe.model_validate(deep_merge(run, {"evaluation": {"bootstrap": 100}}))
+    assert reusable_report(where, other, tmp_path / "w", "classification", checkpoint) is None
+    retrained = tmp_path / "retrained"  # other weights (only their sha256 is compared)
+    retrained.mkdir()
+    (retrained / "weights.safetensors").write_bytes((checkpoint / "weights.safetensors").read_bytes() + b" ")
+    assert reusable_report(where, same, tmp_path / "w", "classification", retrained) is None
     # A grid file's `none` row is quick's `none` (same base recipe, same row name): --rows none reuses its runs.
     grid = tmp_path / "mine.yaml"
     grid.write_text(yaml.safe_dump({"none": PAPER_GRID["none"]}))

@@ -2,7 +2,8 @@
 
 Every row is the recipe with a few method fields changed; every (row, seed) is
 an ordinary run in WORKDIR/runs/ablate-<tag>-<row>-s<seed> (tag: a hash of the base recipe), evaluated like any other,
-so a finished run is reused and an interrupted one resumes. The teacher and
+so a finished run is reused (and its report, when it still answers the evaluation:
+stages/evaluation/reuse.py) and an interrupted one resumes. The teacher and
 quality stores are shared by all rows.
 
 `--set` applies to every row except on the keys a row sets itself: there the row
@@ -273,19 +274,25 @@ def ablation_name(recipe_name: str, grid: str, tag: str, seeds: int, rows_only: 
 
 def _run_one(run: Recipe, row: str, workdir: Path, task: str, device: str, out: Output) -> dict:
     """Train (or reuse, or resume) one (row, seed) run and evaluate its best checkpoint."""
-    from xmd_cli.stages.evaluate import run_evaluate
+    from xmd_cli.stages.evaluate import report_dir, run_evaluate
+    from xmd_cli.stages.evaluation.reuse import reusable_report
     from xmd_cli.stages.extract import run_extract
     from xmd_cli.stages.fit import run_fit, run_state
 
     kind = "train" if row == REFERENCE else "distill"
     if kind == "distill" and run.teacher.kind in CONTROL_KINDS:
         run_extract(run, workdir, device=device, out=out)  # a derived store: seconds
-    run_dir = workdir / "runs" / run.name
+    checkpoint = workdir / "runs" / run.name / "checkpoints" / "best"
     state = run_state(run, workdir)
-    if state != "finished":
+    if state == "finished":
+        # A finished run's report, when it still answers the evaluation, saves re-embedding the test set.
+        report = reusable_report(report_dir(workdir, run.name, task), run, workdir, task, checkpoint)
+        if report is not None:
+            out.note(f"reusing {report['report_json']}")
+            return report
+    else:
         run_fit(run, workdir, kind=kind, device=device, resume=state == "resumable", force=state == "new", out=out)
-    return run_evaluate(run, workdir, task=task, checkpoint=run_dir / "checkpoints" / "best", device=device,
-                        out=Output(verbosity=0))
+    return run_evaluate(run, workdir, task=task, checkpoint=checkpoint, device=device, out=Output(verbosity=0))
 
 
 def _evidence(reports: dict[str, list[Path]], recipe: Recipe) -> tuple[dict, str]:

@@ -27,7 +27,7 @@ from xmd_cli.stages.evaluation import EVALUATIONS
 from xmd_cli.vocab import TASKS
 
 
-def _report_dir(workdir: Path, name: str, task: str, out_dir: Path | None) -> Path:
+def report_dir(workdir: Path, name: str, task: str, out_dir: Path | None = None) -> Path:
     return Path(out_dir) if out_dir is not None else Path(workdir) / "reports" / f"{name}-{task}"
 
 
@@ -52,14 +52,16 @@ def _with_model(recipe: Recipe, workdir: Path, task: str, checkpoint: Path | Non
     from xmd_cli.data.manifest import read_manifest
     from xmd_cli.inference import load_checkpoint
     from xmd_cli.io import file_sha256
+    from xmd_cli.metrics.evidence import SCORES_NPZ
     from xmd_cli.stages.evaluation.model import default_checkpoint
+    from xmd_cli.stages.evaluation.reuse import evaluation_settings
     from xmd_cli.training.distributed import resolve_device
 
     manifest = read_manifest(workdir)  # first: a work directory without data fails before any model loads
     directory = Path(checkpoint) if checkpoint is not None else default_checkpoint(recipe, workdir)
     model = load_checkpoint(directory, resolve_device(device))
     name = recipe.name if checkpoint is None else model.meta.get("recipe", directory.parent.parent.name)
-    target = _report_dir(workdir, name, task, out_dir)
+    target = report_dir(workdir, name, task, out_dir)
     ensure_writable(target)  # before embedding and scoring, not after
     out.note(f"[bold]xmd evaluate[/bold] {task}: {model.describe} on {manifest.workdir}, {model.device}")
     extra = {f"save_{what}": path for what, path in save.items()}  # only speaker verification saves
@@ -68,7 +70,11 @@ def _with_model(recipe: Recipe, workdir: Path, task: str, checkpoint: Path | Non
     parts["fingerprints"] = {"checkpoint": str(directory),
                              "checkpoint_weights_sha256": file_sha256(directory / "weights.safetensors"),
                              "checkpoint_manifest_sha256": model.meta.get("manifest_sha256"),
-                             "manifest_sha256": manifest.fingerprint, **parts["fingerprints"]}
+                             "manifest_sha256": manifest.fingerprint, **parts["fingerprints"],
+                             # what `reusable_report` compares before standing in for a new evaluation
+                             "evaluation_settings": evaluation_settings(recipe, task)}
+    if (target / SCORES_NPZ).is_file():
+        parts["fingerprints"]["scores_npz_sha256"] = file_sha256(target / SCORES_NPZ)
     if model.notes:
         parts["protocol"]["notes"] = list(model.notes)
         for note in model.notes:
@@ -102,7 +108,7 @@ def run_evaluate(recipe: Recipe, workdir: Path, *, task: str | None = None, chec
         from xmd_cli.stages.evaluation.verification import evaluate_score_file
 
         name = Path(scores).stem
-        target = _report_dir(workdir, name, task, out_dir)
+        target = report_dir(workdir, name, task, out_dir)
         ensure_writable(target)  # before scoring: a report that cannot be written is refused now
         parts = evaluate_score_file(recipe, workdir, Path(scores), trials=trials, out_dir=target)
     else:
