@@ -8,8 +8,8 @@
 ROOT := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
 ARGS ?=
 # Modules whose docstring examples are run as tests (doctest).
-DOCTESTS = xmd_cli/metrics xmd_cli/models/distill.py xmd_cli/shards xmd_cli/registry.py xmd_cli/io.py \
-	xmd_cli/data/containers.py
+DOCTESTS = xmd_cli/metrics xmd_cli/models/distill.py xmd_cli/models/distill_config.py xmd_cli/models/distill_losses.py \
+	xmd_cli/models/distill_heads.py xmd_cli/shards xmd_cli/registry.py xmd_cli/io.py xmd_cli/data/containers.py
 
 demo:
 	@venv=$$($(ROOT)/scripts/venv.sh) && "$$venv/bin/xmd" demo $(ARGS)

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from xmd_cli.metrics.bootstrap import verification_intervals  # noqa: E402
+from xmd_cli.metrics.bootstrap_verification import verification_intervals  # noqa: E402
 from xmd_cli.metrics.verification import verification_summary  # noqa: E402
 
 

@@ -1,4 +1,4 @@
-"""Bootstrap intervals and paired verdicts (xmd_cli.metrics.bootstrap), and `xmd evaluate` carrying them.
+"""Bootstrap intervals and paired verdicts (xmd_cli.metrics.bootstrap*), and `xmd evaluate` carrying them.
 
 The coverage test simulates trial lists with speaker structure (each speaker shifts
 its target scores, each non-target score is shifted by both speakers) whose
@@ -17,7 +17,10 @@ from typer.testing import CliRunner
 
 from xmd_cli.cli import app
 from xmd_cli.errors import XmdError
-from xmd_cli.metrics import bootstrap
+from xmd_cli.metrics.bootstrap import resample_counts
+from xmd_cli.metrics.bootstrap_accuracy import paired_accuracy
+from xmd_cli.metrics.bootstrap_verification import paired_verification, trial_units, verification_intervals
+from xmd_cli.metrics.reweighted_verification import SortedSystem
 from xmd_cli.metrics.verification import eer, eer_from_points, min_dcf, min_dcf_from_points, points_from_sorted
 
 runner = CliRunner()
@@ -49,8 +52,8 @@ def test_identity_bootstrap_covers_the_population_eer_and_trial_bootstrap_does_n
     for k in range(lists):
         scores, labels, enroll, test = speaker_trials(np.random.default_rng(k))
         for unit in covered:
-            entry = bootstrap.verification_intervals(scores, labels, enroll, test, p_targets=(), resamples=200,
-                                                     seed=k, unit=unit)["metrics"]["eer"]
+            entry = verification_intervals(scores, labels, enroll, test, p_targets=(), resamples=200,
+                                           seed=k, unit=unit)["metrics"]["eer"]
             covered[unit] += entry["ci_low"] <= truth <= entry["ci_high"]
     identity, trial = covered["identity"] / lists, covered["trial"] / lists
     # Measured: identity 0.96, trial 0.73 here (0.947 and 0.70 over 300 lists): trials sharing a
@@ -61,7 +64,7 @@ def test_identity_bootstrap_covers_the_population_eer_and_trial_bootstrap_does_n
 
 def test_identical_score_sets_give_a_zero_width_unresolved_difference():
     scores, labels, enroll, test = speaker_trials(np.random.default_rng(0))
-    result = bootstrap.paired_verification([scores, scores.copy()], labels, enroll, test, resamples=300)
+    result = paired_verification([scores, scores.copy()], labels, enroll, test, resamples=300)
     for name in ("eer", "min_dcf@0.01", "min_dcf@0.05"):
         (entry,) = result[name]
         assert entry["difference"] == entry["ci_low"] == entry["ci_high"] == 0.0
@@ -72,21 +75,21 @@ def test_a_clearly_better_run_is_better_and_reversed_worse():
     rng = np.random.default_rng(1)
     scores, labels, enroll, test = speaker_trials(rng)
     better = scores + 2.0 * labels  # the same trials, targets pushed further up
-    forward = bootstrap.paired_verification([scores, better], labels, enroll, test, resamples=300)
-    backward = bootstrap.paired_verification([better, scores], labels, enroll, test, resamples=300)
+    forward = paired_verification([scores, better], labels, enroll, test, resamples=300)
+    backward = paired_verification([better, scores], labels, enroll, test, resamples=300)
     for name in ("eer", "min_dcf@0.05"):
         assert forward[name][0]["verdict"] == "better" and forward[name][0]["ci_high"] < 0
         assert backward[name][0]["verdict"] == "worse" and backward[name][0]["ci_low"] > 0
     # A small perturbation of one run is not resolved.
     nudged = scores + rng.normal(0, 0.01, scores.size)
-    assert bootstrap.paired_verification([scores, nudged], labels, enroll, test, resamples=300,
-                                         p_targets=())["eer"][0]["verdict"] == "not resolved"
+    assert paired_verification([scores, nudged], labels, enroll, test, resamples=300,
+                               p_targets=())["eer"][0]["verdict"] == "not resolved"
     # Accuracy: higher is better.
     classes = np.arange(400) % 5
     right = rng.random(400) < 0.6
-    assert [d["verdict"] for d in bootstrap.paired_accuracy([right, right | (rng.random(400) < 0.5), right],
-                                                            classes, resamples=300)] == ["better", "not resolved"]
-    assert bootstrap.paired_accuracy([right | (classes < 3), right], classes, resamples=300)[0]["verdict"] == "worse"
+    assert [d["verdict"] for d in paired_accuracy([right, right | (rng.random(400) < 0.5), right],
+                                                  classes, resamples=300)] == ["better", "not resolved"]
+    assert paired_accuracy([right | (classes < 3), right], classes, resamples=300)[0]["verdict"] == "worse"
 
 
 def brute_force_eer(scores, labels):
@@ -110,9 +113,9 @@ def test_weighted_metrics_equal_the_explicitly_repeated_trials():
         labels[:2] = (True, False)
         test = np.where(labels, enroll, (enroll + 1 + rng.integers(0, speakers - 1, n)) % speakers)
         scores = np.round(rng.normal(labels * 1.5, 1.0), 1)  # rounding makes ties
-        counts = bootstrap.resample_counts(speakers, 5, seed=case)
-        first, second, _ = bootstrap.trial_units(labels, enroll, test)
-        system = bootstrap._SortedSystem(scores, labels, first, second)
+        counts = resample_counts(speakers, 5, seed=case)
+        first, second, _ = trial_units(labels, enroll, test)
+        system = SortedSystem(scores, labels, first, second)
         fast = system.metrics(counts, (0.05,), 1.0, 1.0)
         order = np.argsort(scores)
         for row, count in zip(fast, counts):
@@ -133,9 +136,9 @@ def test_weighted_metrics_equal_the_explicitly_repeated_trials():
 
 def test_row_wise_and_block_evaluation_agree():
     scores, labels, enroll, test = speaker_trials(np.random.default_rng(4))
-    first, second, names = bootstrap.trial_units(labels, enroll, test)
-    system = bootstrap._SortedSystem(np.round(scores, 1), labels, first, second)
-    counts = bootstrap.resample_counts(len(names), 40, seed=0)
+    first, second, names = trial_units(labels, enroll, test)
+    system = SortedSystem(np.round(scores, 1), labels, first, second)
+    counts = resample_counts(len(names), 40, seed=0)
     block = system.metrics(counts, (0.01, 0.05), 1.0, 1.0)
     system.ROW_WISE_ABOVE = 0
     rows = system.metrics(counts, (0.01, 0.05), 1.0, 1.0)
@@ -144,7 +147,7 @@ def test_row_wise_and_block_evaluation_agree():
 
 def test_trial_labels_that_contradict_identities_are_refused():
     with pytest.raises(XmdError, match=r"trial 2 is a target trial between two identities \('b', 'c'\)"):
-        bootstrap.trial_units([0, 1], ["a", "b"], ["b", "c"])
+        trial_units([0, 1], ["a", "b"], ["b", "c"])
 
 
 # ---------------------------------------------------------------- through the CLI

@@ -13,11 +13,13 @@ import pkgutil
 import pytest
 
 import xmd_cli.metrics
+import xmd_cli.models
 import xmd_cli.shards
 
 MODULES = sorted({*(f"xmd_cli.metrics.{m.name}" for m in pkgutil.iter_modules(xmd_cli.metrics.__path__)),
                   *(f"xmd_cli.shards.{m.name}" for m in pkgutil.iter_modules(xmd_cli.shards.__path__)),
-                  "xmd_cli.models.distill"})
+                  *(f"xmd_cli.models.{m.name}" for m in pkgutil.iter_modules(xmd_cli.models.__path__)
+                    if m.name.startswith("distill"))})
 
 
 def public_definitions(module):
@@ -30,7 +32,8 @@ def public_definitions(module):
 
 
 def test_the_walk_finds_the_modules():
-    assert {"xmd_cli.metrics.verification", "xmd_cli.shards.reader", "xmd_cli.models.distill"} <= set(MODULES)
+    assert {"xmd_cli.metrics.verification", "xmd_cli.shards.reader", "xmd_cli.models.distill",
+            "xmd_cli.models.distill_losses"} <= set(MODULES)
     assert dict(public_definitions(importlib.import_module("xmd_cli.shards.reader")))["ShardReader"]
 
 

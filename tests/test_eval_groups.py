@@ -15,8 +15,8 @@ from deploy_fixtures import xmd
 
 from xmd_cli.data.manifest import Sample
 from xmd_cli.errors import XmdError
-from xmd_cli.metrics import bootstrap
 from xmd_cli.metrics.ablation import seed_paired
+from xmd_cli.metrics.bootstrap_accuracy import accuracy_interval
 from xmd_cli.metrics.classification import group_top1, true_class_rank
 from xmd_cli.metrics.evidence import add_group_accuracies, load_evidence, paired_comparison
 from xmd_cli.shards.format import read_meta
@@ -89,7 +89,7 @@ def test_group_top1_on_a_hand_made_score_matrix():
     assert group_top1(correct, groups) == {"top1@head": pytest.approx(2 / 3), "top1@tail": 0.5}
     metrics, protocol = {}, {}
     add_group_accuracies(metrics, protocol, correct, labels, groups, resamples=400, seed=3)
-    tail = bootstrap.accuracy_interval(correct[3:], labels[3:], resamples=400, seed=3)
+    tail = accuracy_interval(correct[3:], labels[3:], resamples=400, seed=3)
     assert metrics["top1@tail"] == {**tail, "chance": 1 / 3, "n": 2}
     assert metrics["top1@head"]["value"] == pytest.approx(2 / 3) and protocol["groups"] == {"head": 3, "tail": 2}
     add_group_accuracies(metrics, {}, correct, labels, groups, resamples=0, seed=3)

@@ -7,20 +7,10 @@ import torch
 import torch.nn.functional as F
 
 from xmd_cli.errors import XmdError
-from xmd_cli.models.distill import (
-    AAMClassifier,
-    ClassifierTerm,
-    DistillationLoss,
-    FeatureTerm,
-    ProjectionHead,
-    QualityWeighting,
-    RelationTerm,
-    effective_sample_size,
-    logit_kd,
-    margin_loss,
-    qaw_weights,
-    relation_loss,
-)
+from xmd_cli.models.distill import DistillationLoss
+from xmd_cli.models.distill_config import ClassifierTerm, FeatureTerm, QualityWeighting, RelationTerm
+from xmd_cli.models.distill_heads import AAMClassifier, ProjectionHead
+from xmd_cli.models.distill_losses import effective_sample_size, logit_kd, margin_loss, qaw_weights, relation_loss
 from xmd_cli.recipe import MethodConfig, QAWConfig
 
 NO_QAW = QualityWeighting(enabled=False)
@@ -308,7 +298,7 @@ def test_teacher_generated_relation_run_evaluates_with_its_generated_classifier(
     from xmd_cli.cli import app
     from xmd_cli.data.manifest import read_manifest
     from xmd_cli.inference import embed_samples, load_checkpoint
-    from xmd_cli.models.distill import generated_class_weights, project_with_running_stats
+    from xmd_cli.models.distill_heads import generated_class_weights, project_with_running_stats
 
     runner = CliRunner()
 

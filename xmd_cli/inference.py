@@ -65,7 +65,7 @@ class CheckpointModel:
 
     def projection(self):
         """The trained projection head P (teacher dim -> student dim), eval mode, on the device."""
-        from xmd_cli.models.distill import ProjectionHead
+        from xmd_cli.models.distill_heads import ProjectionHead
 
         state = self.part("method.projection.")
         method = self.meta.get("method") or {}

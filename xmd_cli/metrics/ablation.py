@@ -8,8 +8,8 @@ the mean over seeds of the paired per-seed difference,
 
 and its interval comes from a two-way bootstrap. One resample draws
 - the identities of the trial list with replacement, the same draw for every
-  run (the identity bootstrap of `bootstrap.py`; for classification, samples
-  within each class), and
+  run (the identity bootstrap of `bootstrap_verification.py`; for
+  classification, samples within each class), and
 - S seeds out of 0..S-1 with replacement (a seed index drawn k times counts k
   times), the same draw for every row,
 and computes d over the drawn seeds on the reweighted trials. Both sources of
@@ -24,7 +24,9 @@ from __future__ import annotations
 import numpy as np
 
 from xmd_cli.errors import XmdError
-from xmd_cli.metrics import bootstrap
+from xmd_cli.metrics.bootstrap import is_lower_better, paired_difference, resample_counts
+from xmd_cli.metrics.bootstrap_accuracy import resampled_accuracy
+from xmd_cli.metrics.bootstrap_verification import metric_names, resampled_verification
 from xmd_cli.metrics.evidence import classification_groups
 
 SEED_STREAM = 1  # the seed draw's generator is default_rng([seed, SEED_STREAM]), apart from the identity draw's
@@ -49,20 +51,20 @@ def _per_run(evidence: dict[str, list[dict]], kind: str, *, p_targets, resamples
     runs = [run for row in rows for run in evidence[row]]
     first = runs[0]
     if kind == "verification":
-        points, values = bootstrap.resampled_verification(
+        points, values = resampled_verification(
             [run["scores"] for run in runs], first["labels"], first["enroll"], first["test"],
             p_targets=p_targets, resamples=resamples, seed=seed)
-        names = bootstrap.metric_names(p_targets)
+        names = metric_names(p_targets)
         point_array = np.array([[p[name] for name in names] for p in points])
         value_array = np.stack(values)
     else:
         corrects = [run["correct"] for run in runs]
-        names, columns = ["top1"], [bootstrap.resampled_accuracy(corrects, first["classes"], resamples=resamples,
-                                                                 seed=seed)]
+        names, columns = ["top1"], [resampled_accuracy(corrects, first["classes"], resamples=resamples,
+                                                       seed=seed)]
         for name, mask in classification_groups(first):  # top1@tail, ...: the same samples in every run
             names.append(name)
-            columns.append(bootstrap.resampled_accuracy([c[mask] for c in corrects], first["classes"][mask],
-                                                        resamples=resamples, seed=seed))
+            columns.append(resampled_accuracy([c[mask] for c in corrects], first["classes"][mask],
+                                              resamples=resamples, seed=seed))
         point_array = np.stack([point for point, _ in columns], axis=-1)  # (runs x metrics)
         value_array = np.stack([values for _, values in columns], axis=-1)  # (runs x resamples x metrics)
     by_point, by_value, at = {}, {}, 0
@@ -103,7 +105,7 @@ def seed_paired(evidence: dict[str, list[dict]], reference: str, *, sources: dic
     kind, _ = _check_same(evidence, sources)
     names, points, values = _per_run(evidence, kind, p_targets=p_targets, resamples=resamples, seed=seed)
     # The seed draw: (resamples x seeds) weights, each row a bootstrap of the seeds, shared by all rows.
-    weights = bootstrap.resample_counts(seeds, resamples, [seed, SEED_STREAM]) / seeds
+    weights = resample_counts(seeds, resamples, [seed, SEED_STREAM]) / seeds
     result = {}
     for row in evidence:
         if row == reference:
@@ -111,7 +113,7 @@ def seed_paired(evidence: dict[str, list[dict]], reference: str, *, sources: dic
         point = (points[row] - points[reference]).mean(axis=0)  # (metrics,)
         per_seed = values[row] - values[reference]  # (seeds x resamples x metrics)
         resampled = np.einsum("rs,srm->rm", weights, per_seed)
-        result[row] = {name: {**bootstrap.paired_difference(point[c], resampled[:, c], confidence,
-                                                             bootstrap.is_lower_better(name)), "seeds": seeds}
+        result[row] = {name: {**paired_difference(point[c], resampled[:, c], confidence,
+                                                   is_lower_better(name)), "seeds": seeds}
                        for c, name in enumerate(names)}
     return result

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from xmd_cli.errors import XmdError
-from xmd_cli.metrics import bootstrap
+from xmd_cli.metrics.bootstrap_accuracy import accuracy_interval, paired_accuracy
+from xmd_cli.metrics.bootstrap_verification import paired_verification, verification_intervals
 from xmd_cli.metrics.classification import group_order, group_top1
 from xmd_cli.metrics.report import format_value
 
@@ -79,8 +80,8 @@ def add_verification_intervals(metrics: dict, protocol: dict, scores, labels, en
     if resamples == 0:
         protocol["intervals"] = "off (evaluation.bootstrap = 0)"
         return
-    result = bootstrap.verification_intervals(scores, labels, enroll_ids, test_ids, p_targets=p_targets,
-                                              resamples=resamples, seed=seed, source=source)
+    result = verification_intervals(scores, labels, enroll_ids, test_ids, p_targets=p_targets,
+                                    resamples=resamples, seed=seed, source=source)
     for name, entry in result["metrics"].items():
         metrics[name] = {**entry, "chance": _chance(name), "n": int(np.size(scores))}
     protocol.update(result["protocol"])
@@ -101,7 +102,7 @@ def add_accuracy_interval(metrics: dict, protocol: dict, correct, classes, *, re
     if resamples == 0 or "top1" not in metrics:  # no top1 with a single class
         protocol["intervals"] = "off (evaluation.bootstrap = 0)" if resamples == 0 else "absent: no top1"
         return
-    entry = bootstrap.accuracy_interval(correct, classes, resamples=resamples, seed=seed)
+    entry = accuracy_interval(correct, classes, resamples=resamples, seed=seed)
     metrics["top1"] = {**entry, "chance": 1 / len(np.unique(classes)), "n": int(np.size(classes))}
     protocol.update({"bootstrap": resamples, "confidence": 0.95, "bootstrap_unit": "sample, within class",
                      "bootstrap_seed": seed})
@@ -137,7 +138,7 @@ def add_group_accuracies(metrics: dict, protocol: dict, correct, classes, groups
         if resamples == 0:
             metrics[name] = values[name]
             continue
-        entry = bootstrap.accuracy_interval(correct[mask], classes[mask], resamples=resamples, seed=seed)
+        entry = accuracy_interval(correct[mask], classes[mask], resamples=resamples, seed=seed)
         metrics[name] = {**entry, "chance": chance, "n": int(mask.sum())}
 
 
@@ -297,18 +298,18 @@ def paired_comparison(paths: list[Path], reports: list[dict]) -> dict:
     first = evidence[0]
     if str(first["kind"]) == "verification":
         protocol = reports[0].get("protocol", {})
-        differences = bootstrap.paired_verification(
+        differences = paired_verification(
             [first["scores"], *(evidence[k]["scores"] for k in paired)], first["labels"], first["enroll"],
             first["test"], p_targets=_p_targets(reports[0]["metrics"]), resamples=resamples,
             confidence=confidence, seed=seed, c_miss=protocol.get("c_miss", 1.0), c_fa=protocol.get("c_fa", 1.0),
             sources=[str(paths[0]), *(str(paths[k]) for k in paired)])
     else:
         corrects = [first["correct"], *(evidence[k]["correct"] for k in paired)]
-        differences = {"top1": bootstrap.paired_accuracy(corrects, first["classes"], resamples=resamples,
-                                                         confidence=confidence, seed=seed)}
+        differences = {"top1": paired_accuracy(corrects, first["classes"], resamples=resamples,
+                                               confidence=confidence, seed=seed)}
         for name, mask in classification_groups(first):  # the same samples in every run (fingerprint)
-            differences[name] = bootstrap.paired_accuracy([c[mask] for c in corrects], first["classes"][mask],
-                                                          resamples=resamples, confidence=confidence, seed=seed)
+            differences[name] = paired_accuracy([c[mask] for c in corrects], first["classes"][mask],
+                                                resamples=resamples, confidence=confidence, seed=seed)
     result = {}
     for name, entries in differences.items():
         column = [None] * (len(paths) - 1)

@@ -5,7 +5,9 @@
   image_cnn, resnet18        image students
   fbank      Kaldi log-mel fbank as the speech student's first layer
   pooling    statistics pooling masked to true lengths
-  distill    projection head, margin loss, shared AAM classifier, logit KD, QAW
+  distill    the distillation loss, every term by name (`DistillationLoss`), built from
+             distill_config (the settings), distill_losses (margin loss, relations, logit KD, QAW)
+             and distill_heads (projection head, shared or teacher-generated AAM classifier)
 
 Every model takes explicit constructor arguments (no recipe objects), so each
 file can be read, tested and reused on its own; the `students` registry is the

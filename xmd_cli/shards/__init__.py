@@ -15,7 +15,7 @@ See docs/store.md for the files and what they guarantee.
 
 from xmd_cli.shards.export import export
 from xmd_cli.shards.fingerprint import Fingerprint, diff, store_dir
-from xmd_cli.shards.index import merge_index
+from xmd_cli.shards.index_store import merge_index
 from xmd_cli.shards.reader import ShardReader
 from xmd_cli.shards.verify import repair, summary, verify
 from xmd_cli.shards.writer import ShardWriter

@@ -1,105 +1,24 @@
-"""The index: sample id -> (shard, first row, row count), one file for the whole store.
+"""The index's arrays and the lookup of ids in them: sample id -> (shard, first row, row count).
 
-It is derived from the shard headers (which are the truth: each shard names its
-own ids), so it can always be rebuilt, and every rank of a torchrun job can write
-its own shards without coordinating on a shared index file. `merge_index` builds
-it when a writer finalises the store; `xmd shards repair` rebuilds it from the
-sound shards. A reader never rebuilds it: `open_index` refuses an index whose
-own checksum fails, that belongs to another store, or that no longer describes
-the shards on disk (their names, sizes and header digests), so a deleted,
-replaced or copied-in shard is an error, not a quietly smaller store.
-
-It is stored as safetensors (ids as fixed-width UTF-8 bytes plus int arrays,
-sorted by a 64-bit key hashed from the id) so that a reader memory-maps it:
-looking up a batch of ids is one vectorised hash, then a jump through a
-bucket table on the key's top bits to the one or two candidates, which touches
-a few pages whatever the size of the store. (Measured on a million ids: a binary
-search over the id strings was ~5x slower, numpy comparing strings one by one;
-a binary search over the keys ~4x slower, twenty cache misses a lookup.)
+One index covers the whole store. Ids are kept as fixed-width UTF-8 bytes plus
+int arrays, sorted by a 64-bit key hashed from the id, so that a reader that
+memory-maps them (`index_file`) looks up a batch of ids with one vectorised hash,
+then a jump through a bucket table on the key's top bits to the one or two
+candidates, which touches a few pages whatever the size of the store. (Measured
+on a million ids: a binary search over the id strings was ~5x slower, numpy
+comparing strings one by one; a binary search over the keys ~4x slower, twenty
+cache misses a lookup.) `build_index` makes the arrays from the shard headers.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import mmap
-import os
-import struct
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from xmd_cli.errors import XmdError
-from xmd_cli.shards.fingerprint import canonical_json
-from xmd_cli.shards.format import (
-    INDEX,
-    NUMPY_OF_TAG,
-    ShardFormatError,
-    ShardHeader,
-    atomic_write,
-    header_sha256,
-    list_shards,
-    read_header,
-    read_meta,
-)
+from xmd_cli.shards.format import ShardHeader
 
 INDEX_FORMAT = "xmd-index-2"  # 2: records shard header digests and a checksum of its own content
-OLD_INDEX_FORMATS = ("xmd-index-1",)
-TENSORS = ("ids", "keys", "buckets", "shard", "start", "count")
-TAG_OF = {np.dtype(v): k for k, v in NUMPY_OF_TAG.items()}
-
-
-class IndexFormatError(ValueError):
-    """An index file that is not what a writer wrote (unreadable, altered, or from an older xmd).
-
-    `old` marks an index written by an older xmd, which `xmd shards repair` upgrades.
-
-    Examples
-    --------
-    >>> error = IndexFormatError("written by an older xmd (xmd-index-1) without a checksum of its own", old=True)
-    >>> error.old, isinstance(error, ValueError)
-    (True, True)
-    """
-
-    def __init__(self, message: str, *, old: bool = False):
-        super().__init__(message)
-        self.old = old
-
-
-def scan_shards(directory: Path, ranks: set[int] | None = None, *, fingerprint: str | None = None
-                ) -> list[ShardHeader]:
-    """Headers of every complete shard (of `ranks`, or all); a malformed one, or with `fingerprint` one
-    written for another store, is an XmdError naming it.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> from xmd_cli.shards.writer import ShardWriter
-    >>> store = Path(tempfile.mkdtemp())
-    >>> with ShardWriter(store, {"teacher": "demo"}, dim=2) as writer:
-    ...     writer.add(["a", "b"], [[1.0, 2.0], [3.0, 4.0]])
-    >>> [(header.path.name, header.ids) for header in scan_shards(store)]
-    [('shard-r000-00000.safetensors', ['a', 'b'])]
-    >>> scan_shards(store, ranks={1})
-    []
-    """
-    headers = []
-    for rank, _seq, name in list_shards(directory):
-        if ranks is not None and rank not in ranks:
-            continue
-        path = Path(directory) / name
-        try:
-            header = read_header(path)
-        except (ShardFormatError, OSError) as e:
-            raise XmdError(f"{path}: corrupt shard ({e})",
-                           hint=f"run `xmd shards verify {directory}`, then `xmd shards repair {directory}` "
-                                "and rerun the writer to recompute its rows") from None
-        if fingerprint is not None and header.metadata.get("fingerprint") != fingerprint:
-            raise XmdError(f"{path}: a shard of another store (its fingerprint is not meta.json's)",
-                           hint=f"run `xmd shards repair {directory}` to set it aside, then rerun the writer")
-        headers.append(header)
-    return headers
 
 
 _FNV_OFFSET, _FNV_PRIME = np.uint64(0xCBF29CE484222325), np.uint64(0x100000001B3)
@@ -136,10 +55,12 @@ class IndexArrays:
     Examples
     --------
     >>> import tempfile
+    >>> from pathlib import Path
     >>> from xmd_cli.shards.writer import ShardWriter
     >>> store = Path(tempfile.mkdtemp())
     >>> with ShardWriter(store, {"teacher": "demo"}, dim=2) as writer:
     ...     writer.add(["a", "b"], [[1.0, 2.0], [3.0, 4.0]])
+    >>> from xmd_cli.shards.index_file import read_index
     >>> index = read_index(store)
     >>> positions, found = index.locate(["b", "zz"])
     >>> found.tolist(), int(index.start[positions[0]]), index.shards[0]["rows"]
@@ -200,10 +121,12 @@ def build_index(headers: list[ShardHeader]) -> tuple[IndexArrays, list[str]]:
     Examples
     --------
     >>> import tempfile
+    >>> from pathlib import Path
     >>> from xmd_cli.shards.writer import ShardWriter
     >>> store = Path(tempfile.mkdtemp())
     >>> with ShardWriter(store, {"teacher": "demo"}, dim=2) as writer:
     ...     writer.add(["a", "b"], [[1.0, 2.0], [3.0, 4.0]])
+    >>> from xmd_cli.shards.index_store import scan_shards
     >>> headers = scan_shards(store)
     >>> arrays, duplicates = build_index(headers)
     >>> len(arrays.ids), duplicates
@@ -253,289 +176,6 @@ def bucket_table(keys: np.ndarray) -> np.ndarray:
     return np.append(np.searchsorted(keys, starts), len(keys)).astype(np.int64)
 
 
-def merge_index(directory: Path) -> IndexArrays:
-    """Build the index of every complete shard and write it atomically; returns it.
-
-    Only a writer finalising the store (and `repair`) calls this: it is the one place
-    an index is made, and it refuses a malformed shard or one of another store.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> from xmd_cli.shards.writer import ShardWriter
-    >>> store = Path(tempfile.mkdtemp())
-    >>> with ShardWriter(store, {"teacher": "demo"}, dim=2) as writer:
-    ...     writer.add(["a", "b"], [[1.0, 2.0], [3.0, 4.0]])
-    >>> arrays = merge_index(store)
-    >>> len(arrays.ids), arrays.fingerprint == read_meta(store)["fingerprint"]
-    (2, True)
-    """
-    directory = Path(directory)
-    meta = read_meta(directory)
-    arrays, duplicates = build_index(scan_shards(directory, fingerprint=meta["fingerprint"]))
-    if duplicates:
-        raise XmdError(f"{directory}: sample ids stored twice: " + "; ".join(duplicates[:5]),
-                       hint=f"run `xmd shards repair {directory}`, which keeps the first shard of each pair, "
-                            "or rebuild the store with --force")
-    write_index(directory, arrays, meta["fingerprint"])
-    arrays.fingerprint = meta["fingerprint"]
-    return arrays
-
-
-def _checksum(metadata: dict, shapes: dict, chunks) -> str:
-    """sha256 of the index's metadata, tensor layout and tensor bytes (in TENSORS order): one altered byte
-    anywhere in the file that matters to a lookup changes it."""
-    body = {k: v for k, v in metadata.items() if k != "checksum"}
-    digest = hashlib.sha256(canonical_json({"metadata": body, "tensors": shapes}).encode())
-    for chunk in chunks:
-        digest.update(chunk)
-    return digest.hexdigest()
-
-
-def write_index(directory: Path, arrays: IndexArrays, fingerprint: str) -> None:
-    """Write index.safetensors atomically, with a checksum of its metadata, layout and bytes.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> from xmd_cli.shards.writer import ShardWriter
-    >>> store = Path(tempfile.mkdtemp())
-    >>> with ShardWriter(store, {"teacher": "demo"}, dim=2) as writer:
-    ...     writer.add(["a", "b"], [[1.0, 2.0], [3.0, 4.0]])
-    >>> arrays, _ = build_index(scan_shards(store))
-    >>> write_index(store, arrays, read_meta(store)["fingerprint"])
-    >>> len(read_index(store).ids)
-    2
-    """
-    from safetensors.numpy import save
-
-    ids = np.ascontiguousarray(arrays.ids).view(np.uint8).reshape(len(arrays.ids), arrays.width)
-    tensors = {"ids": ids, "keys": arrays.keys, "buckets": arrays.buckets, "shard": arrays.shard, "start": arrays.start,
-               "count": arrays.count}
-    tensors = {name: np.ascontiguousarray(tensors[name]) for name in TENSORS}
-    metadata = {"format": INDEX_FORMAT, "fingerprint": fingerprint, "shards": json.dumps(arrays.shards)}
-    shapes = {name: {"dtype": TAG_OF[t.dtype], "shape": list(t.shape)} for name, t in tensors.items()}
-    metadata["checksum"] = _checksum(metadata, shapes, (t.data.cast("B") for t in tensors.values()))
-    atomic_write(Path(directory) / INDEX, save(tensors, metadata=metadata))
-
-
-def map_file(path: Path) -> mmap.mmap:
-    """The whole file, memory-mapped read-only.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> path = Path(tempfile.mkdtemp()) / "data.bin"
-    >>> _ = path.write_bytes(b"abc")
-    >>> map_file(path)[:2]
-    b'ab'
-    """
-    with open(path, "rb") as f:
-        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-
-
-def read_index(directory: Path) -> IndexArrays:
-    """The index file, checksum verified, then memory-mapped (the same open file: what was hashed is what
-    is mapped). FileNotFoundError when absent; IndexFormatError when unreadable, altered or old.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> from xmd_cli.shards.writer import ShardWriter
-    >>> store = Path(tempfile.mkdtemp())
-    >>> with ShardWriter(store, {"teacher": "demo"}, dim=2) as writer:
-    ...     writer.add(["a", "b"], [[1.0, 2.0], [3.0, 4.0]])
-    >>> index = read_index(store)
-    >>> len(index.ids), index.width, index.format
-    (2, 8, 'xmd-index-2')
-    """
-    path = Path(directory) / INDEX
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        try:
-            raw_len = f.read(8)
-            if len(raw_len) < 8:
-                raise ValueError("shorter than a safetensors header")
-            (header_len,) = struct.unpack("<Q", raw_len)
-            if header_len > size - 8:
-                raise ValueError(f"header length {header_len} exceeds the file ({size} bytes)")
-            header = json.loads(f.read(header_len))
-            metadata = header["__metadata__"]
-            entries = {name: header[name] for name in TENSORS}
-            layout = {name: (NUMPY_OF_TAG[e["dtype"]], [int(n) for n in e["shape"]], *map(int, e["data_offsets"]))
-                      for name, e in entries.items()}
-            if any(len(v) != 4 or not 0 <= v[2] <= v[3] for v in layout.values()):
-                raise ValueError("a tensor's data offsets are malformed")
-        except (ValueError, KeyError, TypeError, struct.error, UnicodeDecodeError) as e:
-            raise IndexFormatError(f"unreadable ({e})") from None
-        if not isinstance(metadata, dict) or metadata.get("format") != INDEX_FORMAT:
-            fmt = metadata.get("format") if isinstance(metadata, dict) else None
-            if fmt in OLD_INDEX_FORMATS:
-                raise IndexFormatError(f"written by an older xmd ({fmt}) without a checksum of its own", old=True)
-            raise IndexFormatError(f"not an xmd index (format {fmt!r})")
-        data_start = 8 + header_len
-        for name, (dtype, shape, begin, end) in layout.items():
-            if end - begin != int(np.prod(shape)) * dtype.itemsize or data_start + end > size:
-                raise IndexFormatError(f"tensor {name} does not fit the file (truncated?)")
-
-        def chunks():  # read, not mapped: hashing must not pull the whole index into this process's RSS
-            for name in TENSORS:
-                _dtype, _shape, begin, end = layout[name]
-                at = data_start + begin
-                while at < data_start + end:
-                    piece = os.pread(f.fileno(), min(data_start + end - at, 1 << 20), at)
-                    if not piece:
-                        return
-                    yield piece
-                    at += len(piece)
-
-        shapes = {name: {"dtype": entries[name]["dtype"], "shape": layout[name][1]} for name in TENSORS}
-        if metadata.get("checksum") != _checksum(metadata, shapes, chunks()):
-            raise IndexFormatError("checksum mismatch: the index was altered after its writer finished")
-        try:
-            shards = json.loads(metadata["shards"])
-            buffer = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
-        except (KeyError, ValueError) as e:
-            raise IndexFormatError(f"unreadable ({e})") from None
-    tensors = {name: np.frombuffer(buffer, dtype, int(np.prod(shape)), data_start + begin).reshape(shape)
-               for name, (dtype, shape, begin, _end) in layout.items()}
-    width = layout["ids"][1][1] if len(layout["ids"][1]) == 2 else 8
-    ids = tensors["ids"].reshape(-1).view(f"S{width}") if len(tensors["ids"]) else np.zeros(0, "S8")
-    return IndexArrays(ids, tensors["keys"], tensors["buckets"], tensors["shard"], tensors["start"],
-                       tensors["count"], shards, fingerprint=str(metadata.get("fingerprint", "")))
-
-
-def load_index(directory: Path) -> IndexArrays | None:
-    """read_index, or None when the file is absent, unreadable, altered or old (for reports).
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> from xmd_cli.shards.writer import ShardWriter
-    >>> store = Path(tempfile.mkdtemp())
-    >>> with ShardWriter(store, {"teacher": "demo"}, dim=2) as writer:
-    ...     writer.add(["a", "b"], [[1.0, 2.0], [3.0, 4.0]])
-    >>> len(load_index(store).ids)
-    2
-    >>> _ = (store / INDEX).write_bytes(b"not an index")
-    >>> load_index(store) is None
-    True
-    """
-    try:
-        return read_index(directory)
-    except (OSError, IndexFormatError):
-        return None
-
-
-def shard_mismatches(arrays: IndexArrays, directory: Path) -> list[tuple[str, str]]:
-    """(shard name, what is wrong) for every way the shards on disk differ from those the index was built
-    from: a shard missing, one not indexed (written later, or copied in), or one whose size or header
-    bytes changed (replaced by another store's shard of the same name, or altered). Reads each header's
-    bytes (tens of kB a shard), not the rows.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> from xmd_cli.shards.writer import ShardWriter
-    >>> store = Path(tempfile.mkdtemp())
-    >>> with ShardWriter(store, {"teacher": "demo"}, dim=2) as writer:
-    ...     writer.add(["a", "b"], [[1.0, 2.0], [3.0, 4.0]])
-    >>> shard_mismatches(read_index(store), store)
-    []
-    >>> import shutil
-    >>> _ = shutil.copy(store / "shard-r000-00000.safetensors", store / "shard-r001-00000.safetensors")
-    >>> [(name, what.split(",")[0]) for name, what in shard_mismatches(read_index(store), store)]
-    [('shard-r001-00000.safetensors', 'orphan shard')]
-    """
-    directory = Path(directory)
-    on_disk = [name for _r, _s, name in list_shards(directory)]
-    indexed = {s["name"]: s for s in arrays.shards}
-    problems = [(name, f"listed in {INDEX} but missing on disk") for name in sorted(set(indexed) - set(on_disk))]
-    problems += [(name, f"orphan shard, not in {INDEX} (written after the index was built, or copied in)")
-                 for name in on_disk if name not in indexed]
-    for name in on_disk:
-        entry = indexed.get(name)
-        if entry is None:
-            continue
-        try:
-            with open(directory / name, "rb") as f:
-                size, digest = os.fstat(f.fileno()).st_size, header_sha256(f)
-        except OSError as e:
-            problems.append((name, f"unreadable ({e.strerror})"))
-            continue
-        if size != entry.get("size") or digest != entry.get("header_sha256"):
-            problems.append((name, _what_changed(directory / name, arrays.fingerprint)))
-    return problems
-
-
-def _what_changed(path: Path, fingerprint: str) -> str:
-    """Why a shard differs from the one indexed, in words (only on the error path: this parses it)."""
-    try:
-        header = read_header(path)
-    except (ShardFormatError, OSError) as e:
-        return f"not the shard the index was built from, and unreadable ({e})"
-    if header.metadata.get("fingerprint") != fingerprint:
-        return "a shard of another store (its fingerprint is not this store's): copied in over this one?"
-    return "not the shard the index was built from (replaced or altered since the index was written)"
-
-
-def open_index(directory: Path, meta: dict) -> IndexArrays:
-    """What a reader checks before it reads a row: the index's own checksum, that it is this store's
-    (fingerprint), and that it describes exactly the shards on disk. Every refusal names the file.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> from xmd_cli.shards.writer import ShardWriter
-    >>> store = Path(tempfile.mkdtemp())
-    >>> with ShardWriter(store, {"teacher": "demo"}, dim=2) as writer:
-    ...     writer.add(["a", "b"], [[1.0, 2.0], [3.0, 4.0]])
-    >>> len(open_index(store, read_meta(store)).ids)
-    2
-    >>> (store / INDEX).unlink()
-    >>> open_index(store, read_meta(store))  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    xmd_cli.errors.XmdError: .../index.safetensors: missing (its writer did not finish, or the file was deleted)
-    ...
-    """
-    directory = Path(directory)
-    path = directory / INDEX
-    hint = f"run `xmd shards verify {directory}` to see what is wrong, `xmd shards repair {directory}` to fix it"
-    try:
-        arrays = read_index(directory)
-    except FileNotFoundError:
-        raise XmdError(f"{path}: missing (its writer did not finish, or the file was deleted)",
-                       hint=f"rerun the writer to resume it, or {hint.split(', ', 1)[1]}") from None
-    except IndexFormatError as e:
-        raise XmdError(f"{path}: {e}", hint=f"run `xmd shards repair {directory}` to re-check every shard and "
-                                            "rebuild the index" if e.old else hint) from None
-    except OSError as e:
-        raise XmdError(f"{path}: unreadable ({e.strerror})", hint=hint) from None
-    if arrays.fingerprint != meta["fingerprint"]:
-        raise XmdError(f"{path}: indexes another store (fingerprint {arrays.fingerprint[:12]}…, meta.json "
-                       f"says {meta['fingerprint'][:12]}…)", hint=hint)
-    problems = shard_mismatches(arrays, directory)
-    if problems:
-        name, what = problems[0]
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        live = _live_writers(directory)
-        raise XmdError(f"{directory / name}: {what}{more}; the store no longer matches its index",
-                       hint=f"{live} is still writing it: wait for it to finish" if live else hint)
-    return arrays
-
-
-def _live_writers(directory: Path) -> str:
-    from xmd_cli.shards.lock import lock_holder
-
-    for entry in sorted(os.listdir(directory)):
-        if entry.startswith("writer-r") and entry.endswith(".lock"):
-            holder = lock_holder(Path(directory) / entry)
-            if holder:
-                return f"a writer (pid {holder})" if holder is not True else "a writer"
-    return ""
-
-
 def encode_ids(ids, width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Ids as fixed-width UTF-8 bytes (the index's form), and which are longer than `width`.
 
@@ -563,18 +203,3 @@ def encode_ids(ids, width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     raw = np.array(encoded, dtype=f"S{max(width, 1)}")
     too_long = np.asarray(lengths) > width if longest > width else np.zeros(len(raw), bool)
     return raw, too_long
-
-
-def stored_bytes(directory: Path) -> int:
-    """Bytes of the files directly in `directory` (not in its subfolders).
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> directory = Path(tempfile.mkdtemp())
-    >>> _ = (directory / "a.bin").write_bytes(b"12345")
-    >>> (directory / "sub").mkdir()
-    >>> stored_bytes(directory)
-    5
-    """
-    return sum(entry.stat().st_size for entry in os.scandir(directory) if entry.is_file())

@@ -29,7 +29,7 @@ import numpy as np
 from xmd_cli.errors import XmdError
 from xmd_cli.shards.fingerprint import diff
 from xmd_cli.shards.format import DTYPES, ShardFormatError, read_header_from, read_meta, rows_sha256
-from xmd_cli.shards.index import open_index
+from xmd_cli.shards.index_store import open_index
 
 PICKS = ("mean", "random", "first")
 

@@ -11,6 +11,7 @@ from the sound ones, saying what it dropped.
 
 from __future__ import annotations
 
+import mmap
 import os
 from pathlib import Path
 
@@ -29,16 +30,9 @@ from xmd_cli.shards.format import (
     read_meta,
     rows_sha256,
 )
-from xmd_cli.shards.index import (
-    IndexFormatError,
-    build_index,
-    load_index,
-    map_file,
-    read_index,
-    shard_mismatches,
-    stored_bytes,
-    write_index,
-)
+from xmd_cli.shards.index import build_index
+from xmd_cli.shards.index_file import IndexFormatError, load_index, read_index, write_index
+from xmd_cli.shards.index_store import shard_mismatches
 from xmd_cli.shards.lock import WriterLock, lock_holder
 
 DROPPED = "dropped"  # repair moves the shards it sets aside here (a folder inside the store)
@@ -113,6 +107,21 @@ def _check_shard(header: ShardHeader, meta: dict) -> list[str]:
         names = sorted({header.ids[k] for k in owners[bad]})
         problems.append(f"{len(bad)} row(s) hold NaN or Inf (ids {', '.join(names[:5])})")
     return problems
+
+
+def map_file(path: Path) -> mmap.mmap:
+    """The whole file, memory-mapped read-only.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "data.bin"
+    >>> _ = path.write_bytes(b"abc")
+    >>> map_file(path)[:2]
+    b'ab'
+    """
+    with open(path, "rb") as f:
+        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
 
 
 def _non_finite_rows(header: ShardHeader, chunk: int = 8192) -> np.ndarray:
@@ -198,6 +207,21 @@ def summary(directory: Path) -> dict:
             "live_writers": writers,
             "leftover_temporaries": sorted(n for n in os.listdir(directory) if n.startswith(TMP_PREFIX)),
             "meta": str(directory / META)}
+
+
+def stored_bytes(directory: Path) -> int:
+    """Bytes of the files directly in `directory` (not in its subfolders).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> directory = Path(tempfile.mkdtemp())
+    >>> _ = (directory / "a.bin").write_bytes(b"12345")
+    >>> (directory / "sub").mkdir()
+    >>> stored_bytes(directory)
+    5
+    """
+    return sum(entry.stat().st_size for entry in os.scandir(directory) if entry.is_file())
 
 
 def _index_state(directory: Path, meta: dict) -> str:

@@ -30,7 +30,7 @@ from xmd_cli.shards.format import (
     shard_name,
     write_meta,
 )
-from xmd_cli.shards.index import merge_index, scan_shards
+from xmd_cli.shards.index_store import merge_index, scan_shards
 from xmd_cli.shards.lock import WriterLock
 
 FRAMES = ("mean", "all")

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from xmd_cli.errors import XmdError
-from xmd_cli.models.distill import QualityWeighting, effective_sample_size, qaw_weights
+from xmd_cli.models.distill_config import QualityWeighting
+from xmd_cli.models.distill_losses import effective_sample_size, qaw_weights
 from xmd_cli.quality.store import quality_store
 from xmd_cli.recipe import Recipe
 from xmd_cli.shards import ShardReader

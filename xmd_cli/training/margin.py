@@ -22,7 +22,7 @@ def margin_at(epoch: int, start: int, end: int, full: float) -> float:
 
 def set_margin(module: nn.Module, value: float) -> int:
     """Set the margin of every AAM classifier inside `module`; returns how many there were."""
-    from xmd_cli.models.distill import AAMClassifier
+    from xmd_cli.models.distill_heads import AAMClassifier
 
     heads = [m for m in module.modules() if isinstance(m, AAMClassifier)]
     for head in heads:

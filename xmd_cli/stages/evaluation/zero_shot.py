@@ -16,7 +16,7 @@ import torch
 from xmd_cli.data.manifest import Manifest
 from xmd_cli.errors import XmdError
 from xmd_cli.inference import CheckpointModel, embed_samples
-from xmd_cli.metrics import bootstrap
+from xmd_cli.metrics.bootstrap_accuracy import accuracy_interval
 from xmd_cli.metrics.classification import class_means, cosine_scores, true_class_rank
 from xmd_cli.recipe import Recipe
 from xmd_cli.shards.format import read_meta
@@ -86,7 +86,7 @@ def zero_shot_held_out(recipe: Recipe, manifest: Manifest, model: CheckpointMode
     value = float(correct.mean())
     resamples = recipe.evaluation.bootstrap
     entry = (value if resamples == 0 else
-             {**bootstrap.accuracy_interval(correct, labels, resamples=resamples, seed=recipe.seed),
+             {**accuracy_interval(correct, labels, resamples=resamples, seed=recipe.seed),
               "chance": 1 / len(classes), "n": int(labels.size)})
     protocol = {"zero_shot": {"samples": int(labels.size), "held_out_classes": len(set(labels.tolist())),
                               "prototypes": len(classes),
