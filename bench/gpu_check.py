@@ -86,7 +86,7 @@ def main() -> None:
         report["prepare_s"] = round(xmd(*prepare, workdir=workdir), 2)
         face = ["--set", "training.epochs=2", "--set", f"training.batch_size={BATCH[args.size]}"]
         if args.size == "tiny":
-            face += ["--set", "student.image_size=64"]  # as `xmd demo --tiny`
+            face += ["--set", "student.image_size=64"]  # as `xmd demo --task speaker --tiny`
         report["face_teacher_s"] = round(xmd("train", "-r", "face-teacher", "-w", ".", "--device", fast, *face,
                                              "-q", workdir=workdir), 2)
         weights = str(workdir / "runs" / "face-teacher" / "checkpoints" / "best")

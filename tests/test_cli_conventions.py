@@ -73,7 +73,7 @@ def test_demo_takes_set(tmp_path):
     done = subprocess.run([sys.executable, "-m", "xmd_cli", "demo", "--tiny", "-w", str(tmp_path),
                            "--set", "training.epochz=1"], capture_output=True, text=True, timeout=120)
     assert done.returncode != 0 and "training.epochz" in done.stderr and "epochs" in done.stderr
-    assert not (tmp_path / "speaker" / "manifest.jsonl").exists()
+    assert not (tmp_path / "image" / "manifest.jsonl").exists()  # the default task's work directory
 
 
 def test_progress_in_a_log_is_periodic_lines():

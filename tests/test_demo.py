@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_tiny_demo_runs_every_stage(tmp_path):
-    command = [sys.executable, "-m", "xmd_cli", "demo", "--tiny", "-w", "demo", "--json", "-q"]
+    command = [sys.executable, "-m", "xmd_cli", "demo", "--task", "speaker", "--tiny", "-w", "demo", "--json", "-q"]
     done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
@@ -48,12 +48,13 @@ def test_tiny_demo_runs_every_stage(tmp_path):
     assert checkpoint.stat().st_mtime_ns == stamp, "a rerun reuses finished runs"
 
 
-def test_tiny_image_demo_sets_the_teacher_beside_its_random_control(tmp_path):
-    command = [sys.executable, "-m", "xmd_cli", "demo", "--task", "image", "--tiny", "-w", "demo", "--json", "-q"]
+def test_tiny_image_demo_sets_the_teacher_beside_its_controls(tmp_path):
+    command = [sys.executable, "-m", "xmd_cli", "demo", "--tiny", "-w", "demo", "--json", "-q"]  # image: the default
     done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(done.stdout)
+    assert summary["task"] == "image"
     work = tmp_path / "demo" / "image"
     controls = ("teacher-generated-random", "teacher-generated-shuffled")
     for run in ("student-alone", "teacher-generated") + controls:

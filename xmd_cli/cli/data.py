@@ -91,7 +91,8 @@ def show_prepare_summary(out: Output, summary: dict) -> None:
 @app.command()
 @user_errors
 def demo(
-    task: Annotated[str, typer.Option(help="speaker (synthetic-persons) or image (synthetic-captions).")] = "speaker",
+    task: Annotated[str, typer.Option(help="image (synthetic-captions: composed classes, a long tail, a text "
+                                           "teacher) or speaker (synthetic-persons, a face teacher).")] = "image",
     tiny: Annotated[bool, typer.Option("--tiny", help="The tiny preset, for smoke tests.")] = False,
     workdir: WorkdirOpt = Path("xmd-demo"), set_: SetOpt = None, seed: SeedOpt = None,
     device: DeviceOpt = Device.auto, json_: JsonOpt = False, verbose: VerboseOpt = 0, quiet: QuietOpt = False,
