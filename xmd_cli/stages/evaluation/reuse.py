@@ -5,7 +5,9 @@ the benchmark) to write the same numbers. A report stands for a new evaluation o
 numbers depend on is recorded in it and equal now: the xmd version, the task, the evaluation settings
 and seed (`evaluation_settings`), the checkpoint's weights, the data (manifest), the trial list of a
 verification, and the per-trial scores file beside it (its sha256, so a damaged or edited scores.npz is
-evaluated afresh, never read). Reports written before these were recorded are never reused. The device
+evaluated afresh, never read). A zero-shot or matching number also reads the teacher store the checkpoint
+was distilled with; stores are named by the fingerprint of what made them, and the report records it,
+so it is not re-hashed here. Reports written before these were recorded are never reused. The device
 is not part of it: a report made on a GPU stands for one on the CPU (their embeddings differ in the last
 digits). `xmd evaluate` itself always evaluates.
 """
